@@ -1,0 +1,47 @@
+"""convostore: the conversation database behind a stateless AI chat endpoint.
+
+    from convostore import Store
+
+    with Store() as store:                       # DATABASE_URL, or ./convostore.db
+        store.migrate()
+        conv = store.create_conversation("alice")
+        store.append_message("alice", conv.id, {"role": "user", "content": "Hello"})
+        print(store.get_history("alice", conv.id, max_messages=20))
+"""
+
+from convostore.errors import (
+    ConfigurationError,
+    ConflictError,
+    ConvostoreError,
+    MissingExtraError,
+    NotFoundError,
+    ValidationError,
+)
+from convostore.history import TokenCounter, approximate_tokens
+from convostore.models import Conversation, Message, MessageRole, User
+from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
+from convostore.store import AsyncStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncStore",
+    "ConfigurationError",
+    "ConflictError",
+    "Conversation",
+    "ConversationPublic",
+    "ConvostoreError",
+    "Message",
+    "MessageCreate",
+    "MessagePublic",
+    "MessageRole",
+    "MissingExtraError",
+    "NotFoundError",
+    "Page",
+    "Store",
+    "TokenCounter",
+    "User",
+    "ValidationError",
+    "__version__",
+    "approximate_tokens",
+]

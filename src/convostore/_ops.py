@@ -1,0 +1,447 @@
+"""The store's operations, written once against a sync SQLAlchemy ``Connection``.
+
+Both :class:`convostore.Store` and :class:`convostore.AsyncStore` run these functions:
+the sync store directly, the async store through ``AsyncConnection.run_sync`` (greenlets),
+so the two APIs cannot drift apart. Each operation declares how it must be run (see
+:class:`Mode`); the stores open the connection or transaction accordingly.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Row
+
+from convostore import _sql
+from convostore.errors import NotFoundError, ValidationError
+from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
+from convostore.schemas import (
+    ChatMessage,
+    ConversationPublic,
+    MessageCreate,
+    MessageInput,
+    MessagePublic,
+    Order,
+    Page,
+    validate_limit,
+    validate_message,
+    validate_messages,
+    validate_metadata,
+    validate_position,
+    validate_title,
+    validate_user_id,
+)
+from convostore.types import utcnow
+
+MAX_CONVERSATION_PAGE = 100
+MAX_MESSAGE_PAGE = 1000
+MAX_BATCH = 1000
+AUTO_TITLE_LENGTH = 80
+_HISTORY_CHUNK = 200
+
+
+class Mode(enum.Enum):
+    """How an operation must be run."""
+
+    READ = "read"  # reads only: PostgreSQL autocommit, SQLite deferred transaction
+    STATEMENT = "statement"  # atomic on PostgreSQL as one statement; SQLite BEGIN IMMEDIATE
+    WRITE = "write"  # several writes: a transaction everywhere (BEGIN IMMEDIATE on SQLite)
+
+
+MODES: dict[str, Mode] = {}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def operation(mode: Mode) -> Callable[[F], F]:
+    """Register an operation and the way it must be run."""
+
+    def register(fn: F) -> F:
+        MODES[fn.__name__] = mode
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Per-store behaviour that is not part of any one call."""
+
+    max_content_length: int = 10_000
+    auto_title: bool = True
+    token_counter: TokenCounter = approximate_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """What an operation runs on: a connection, its dialect and the store's config."""
+
+    conn: Connection
+    pg: bool
+    config: StoreConfig
+
+
+_CONV_FIELDS = tuple(c.key for c in _sql.CONVERSATION_COLUMNS)
+_MSG_FIELDS = tuple("key" if c.key == "client_key" else c.key for c in _sql.MESSAGE_COLUMNS)
+
+
+def _conversation(row: Row[Any]) -> ConversationPublic:
+    # Rows come from our own tables: no re-validation, just a typed container.
+    return ConversationPublic.model_construct(**dict(zip(_CONV_FIELDS, row, strict=True)))
+
+
+def _message(row: Row[Any]) -> MessagePublic:
+    return MessagePublic.model_construct(**dict(zip(_MSG_FIELDS, row, strict=True)))
+
+
+def _conversation_id(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("conversation_id", "must be an integer")
+    return value
+
+
+def _require_conversation(
+    tx: Tx, user_id: str, conversation_id: int, *, lock: bool = False
+) -> ConversationPublic:
+    stmt = _sql.select_conversation(user_id, conversation_id)
+    if lock:
+        # Serialise with concurrent appenders (SQLite's BEGIN IMMEDIATE already does).
+        stmt = stmt.with_for_update()
+    row = tx.conn.execute(stmt).first()
+    if row is None:
+        raise NotFoundError("conversation", conversation_id)
+    return _conversation(row)
+
+
+def derive_title(messages: Sequence[MessageCreate]) -> str | None:
+    """First line of the first user message, trimmed to a readable length."""
+    for m in messages:
+        if m.role == "user":
+            line = next((ln.strip() for ln in m.content.splitlines() if ln.strip()), "")
+            if not line:
+                return None
+            if len(line) > AUTO_TITLE_LENGTH:
+                line = line[: AUTO_TITLE_LENGTH - 1].rstrip() + "\u2026"
+            return line
+    return None
+
+
+# ----------------------------------------------------------------------------- users
+
+
+@operation(Mode.STATEMENT)
+def ensure_user(tx: Tx, user_id: str) -> None:
+    """Register ``user_id`` if it is new (the store also does this on first write)."""
+    tx.conn.execute(_sql.upsert_user(tx.pg, validate_user_id(user_id), utcnow()))
+
+
+@operation(Mode.STATEMENT)
+def delete_user(tx: Tx, user_id: str) -> bool:
+    """Erase a user and everything of theirs; ``False`` if there was nothing to erase."""
+    result = tx.conn.execute(_sql.delete_user(validate_user_id(user_id)))
+    return bool(result.rowcount)
+
+
+# --------------------------------------------------------------------- conversations
+
+
+@operation(Mode.WRITE)
+def create_conversation(
+    tx: Tx,
+    user_id: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    messages: Sequence[MessageInput] = (),
+) -> ConversationPublic:
+    """Start a conversation for ``user_id`` (registered if new), optionally with messages."""
+    validate_user_id(user_id)
+    title = validate_title(title)
+    metadata = validate_metadata(metadata)
+    items = validate_messages(messages, max_content_length=tx.config.max_content_length)
+    if len(items) > MAX_BATCH:
+        raise ValidationError("messages", f"must hold at most {MAX_BATCH} messages")
+    now = utcnow()
+    if not tx.pg:
+        tx.conn.execute(_sql.upsert_user(False, user_id, now))
+    conv = _conversation(
+        tx.conn.execute(_sql.insert_conversation(tx.pg, user_id, title, metadata, now)).one()
+    )
+    if items:
+        _append(tx, user_id, conv.id, items)
+        conv = _require_conversation(tx, user_id, conv.id)
+    return conv
+
+
+@operation(Mode.READ)
+def get_conversation(tx: Tx, user_id: str, conversation_id: int) -> ConversationPublic:
+    """One conversation of ``user_id``; another user's raises the same ``NotFoundError``."""
+    return _require_conversation(tx, user_id, _conversation_id(conversation_id))
+
+
+@operation(Mode.READ)
+def list_conversations(
+    tx: Tx, user_id: str, *, limit: int = 20, cursor: str | None = None
+) -> Page[ConversationPublic]:
+    """``user_id``'s conversations, most recently active first (keyset pagination)."""
+    validate_limit(limit, maximum=MAX_CONVERSATION_PAGE)
+    after = _sql.decode_cursor(cursor) if cursor else None
+    rows = tx.conn.execute(_sql.list_conversations(user_id, limit + 1, after)).all()
+    data = [_conversation(r) for r in rows[:limit]]
+    has_more = len(rows) > limit
+    last = data[-1] if data else None
+    next_cursor = _sql.encode_cursor(last.updated_at, last.id) if has_more and last else None
+    return Page(data=data, has_more=has_more, next_cursor=next_cursor)
+
+
+_UNSET: Any = object()
+
+
+@operation(Mode.STATEMENT)
+def update_conversation(
+    tx: Tx,
+    user_id: str,
+    conversation_id: int,
+    *,
+    title: str | None = _UNSET,
+    metadata: dict[str, Any] | None = _UNSET,
+) -> ConversationPublic:
+    """Rename and/or replace the metadata; a field left out is not changed."""
+    values: dict[str, Any] = {}
+    if title is not _UNSET:
+        values["title"] = validate_title(title)
+    if metadata is not _UNSET:
+        values["metadata"] = validate_metadata(metadata)
+    if not values:
+        return _require_conversation(tx, user_id, _conversation_id(conversation_id))
+    stmt = _sql.update_conversation(user_id, _conversation_id(conversation_id), values)
+    row = tx.conn.execute(stmt).first()
+    if row is None:
+        raise NotFoundError("conversation", conversation_id)
+    return _conversation(row)
+
+
+@operation(Mode.STATEMENT)
+def delete_conversation(tx: Tx, user_id: str, conversation_id: int) -> None:
+    """Delete a conversation and (by cascade) its messages."""
+    stmt = _sql.delete_conversation(user_id, _conversation_id(conversation_id))
+    if not tx.conn.execute(stmt).rowcount:
+        raise NotFoundError("conversation", conversation_id)
+
+
+# -------------------------------------------------------------------------- messages
+
+
+def _append(
+    tx: Tx, user_id: str, conversation_id: int, items: Sequence[MessageCreate]
+) -> list[MessagePublic]:
+    """Append validated messages; idempotent for messages that carry a ``key``."""
+    existing: dict[str, MessagePublic] = {}
+    keys = [m.key for m in items if m.key is not None]
+    if keys:
+        found = tx.conn.execute(_sql.select_messages_by_key(user_id, conversation_id, keys))
+        existing = {m.key: m for m in map(_message, found) if m.key is not None}
+    new = [m for m in items if m.key is None or m.key not in existing]
+    stored: dict[int, MessagePublic] = {}
+    if new:
+        now = utcnow()
+        auto_title = derive_title(new) if tx.config.auto_title else None
+        if tx.pg:
+            params = _sql.pg_append_params(user_id, conversation_id, new, now, auto_title)
+            ids = tx.conn.execute(_sql.PG_APPEND, params).all()
+            if not ids:
+                raise NotFoundError("conversation", conversation_id)
+            base = ids[0][1] - 1
+        else:
+            bump = _sql.bump_conversation(user_id, conversation_id, len(new), now, auto_title)
+            count = tx.conn.execute(bump).scalar()
+            if count is None:
+                raise NotFoundError("conversation", conversation_id)
+            base = count - len(new)
+            rows = _sql.message_rows(user_id, conversation_id, base, new, now)
+            ids = tx.conn.execute(_sql.insert_messages(), rows).all()
+        for i, (m, row) in enumerate(zip(new, ids, strict=True), start=1):
+            stored[id(m)] = MessagePublic.model_construct(
+                id=row[0],
+                conversation_id=conversation_id,
+                user_id=user_id,
+                position=base + i,
+                role=m.role.value,
+                content=m.content,
+                tool_calls=m.tool_calls,
+                tool_call_id=m.tool_call_id,
+                metadata=m.metadata,
+                key=m.key,
+                created_at=now,
+            )
+    elif not existing:
+        _require_conversation(tx, user_id, conversation_id)
+    return [
+        existing[m.key] if m.key is not None and m.key in existing else stored[id(m)]
+        for m in items
+    ]
+
+
+@operation(Mode.STATEMENT)
+def append_message(
+    tx: Tx, user_id: str, conversation_id: int, message: MessageInput
+) -> MessagePublic:
+    """Append one message at the next position; bumps ``updated_at`` and the counter.
+
+    With a ``key`` already stored in this conversation, returns the stored message instead
+    of adding a second copy (safe retries).
+    """
+    item = validate_message(message, max_content_length=tx.config.max_content_length)
+    return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), [item])[0]
+
+
+@operation(Mode.STATEMENT)
+def append_messages(
+    tx: Tx, user_id: str, conversation_id: int, messages: Sequence[MessageInput]
+) -> list[MessagePublic]:
+    """Append many messages in order, all or nothing, at consecutive positions."""
+    items = validate_messages(messages, max_content_length=tx.config.max_content_length)
+    if len(items) > MAX_BATCH:
+        raise ValidationError("messages", f"must hold at most {MAX_BATCH} messages")
+    if not items:
+        _require_conversation(tx, user_id, _conversation_id(conversation_id))
+        return []
+    return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), items)
+
+
+def _select(
+    tx: Tx, user_id: str, conversation_id: int, **kwargs: Any
+) -> list[MessagePublic]:
+    rows = tx.conn.execute(_sql.select_messages(user_id, conversation_id, **kwargs)).all()
+    if not rows:
+        # An empty answer is ambiguous: an empty page, or not this user's conversation.
+        _require_conversation(tx, user_id, conversation_id)
+    return [_message(r) for r in rows]
+
+
+@operation(Mode.READ)
+def list_messages(
+    tx: Tx,
+    user_id: str,
+    conversation_id: int,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    order: Order = "asc",
+    limit: int = 100,
+) -> Page[MessagePublic]:
+    """Messages strictly between the ``after``/``before`` positions, by position.
+
+    Continue with ``after=int(page.next_cursor)`` (asc) or ``before=...`` (desc); pages stay
+    stable while new messages arrive, and every message is seen exactly once.
+    """
+    validate_limit(limit, maximum=MAX_MESSAGE_PAGE)
+    validate_position(after, "after")
+    validate_position(before, "before")
+    if order not in ("asc", "desc"):
+        raise ValidationError("order", "must be 'asc' or 'desc'")
+    rows = _select(
+        tx,
+        user_id,
+        _conversation_id(conversation_id),
+        after=after,
+        before=before,
+        descending=order == "desc",
+        limit=limit + 1,
+    )
+    data = rows[:limit]
+    has_more = len(rows) > limit
+    next_cursor = str(data[-1].position) if has_more and data else None
+    return Page(data=data, has_more=has_more, next_cursor=next_cursor)
+
+
+@operation(Mode.READ)
+def get_messages(tx: Tx, user_id: str, conversation_id: int) -> list[MessagePublic]:
+    """Every message of a conversation in order (use ``list_messages`` to page)."""
+    return _select(tx, user_id, _conversation_id(conversation_id))
+
+
+@operation(Mode.READ)
+def last_messages(tx: Tx, user_id: str, conversation_id: int, n: int) -> list[MessagePublic]:
+    """The last ``n`` messages, in chronological order."""
+    validate_limit(n, maximum=MAX_MESSAGE_PAGE, field="n")
+    rows = _select(tx, user_id, _conversation_id(conversation_id), descending=True, limit=n)
+    rows.reverse()
+    return rows
+
+
+def _newest_first(tx: Tx, user_id: str, conversation_id: int, chunk: int) -> Iterator[MessagePublic]:
+    before: int | None = None
+    while True:
+        rows = _select(tx, user_id, conversation_id, before=before, descending=True, limit=chunk)
+        yield from rows
+        if len(rows) < chunk:
+            return
+        before = rows[-1].position
+
+
+@operation(Mode.READ)
+def get_history(
+    tx: Tx,
+    user_id: str,
+    conversation_id: int,
+    *,
+    max_messages: int | None = None,
+    max_tokens: int | None = None,
+    system_prompt: str | None = None,
+    token_counter: TokenCounter | None = None,
+) -> list[ChatMessage]:
+    """The model-ready window: the newest messages that fit, oldest first, chat format.
+
+    ``max_messages`` counts stored messages; ``max_tokens`` counts everything sent,
+    including the pinned ``system_prompt`` (always first, always kept). An assistant tool
+    call and its results are kept or dropped together; orphan tool results are skipped.
+    """
+    if max_messages is not None:
+        validate_limit(max_messages, maximum=1_000_000, field="max_messages")
+    if max_tokens is not None:
+        validate_limit(max_tokens, maximum=10_000_000, field="max_tokens")
+    counter = token_counter or tx.config.token_counter
+    head: list[ChatMessage] = []
+    if system_prompt is not None:
+        head.append(system_message(system_prompt))
+        if max_tokens is not None:
+            max_tokens = max(0, max_tokens - counter(head[0]))
+    conversation_id = _conversation_id(conversation_id)
+    chunk = min(_HISTORY_CHUNK, (max_messages or _HISTORY_CHUNK) + 1)
+    window = select_window(
+        _newest_first(tx, user_id, conversation_id, chunk),
+        max_messages=max_messages,
+        max_tokens=max_tokens,
+        token_counter=counter,
+    )
+    return head + window
+
+
+@operation(Mode.WRITE)
+def pop_message(tx: Tx, user_id: str, conversation_id: int) -> MessagePublic | None:
+    """Remove and return the last message (``None`` if the conversation is empty)."""
+    removed = _truncate(tx, user_id, _conversation_id(conversation_id), keep=None)
+    return removed[0] if removed else None
+
+
+@operation(Mode.WRITE)
+def delete_messages_after(
+    tx: Tx, user_id: str, conversation_id: int, position: int
+) -> list[MessagePublic]:
+    """Delete every message after ``position`` (regenerate / edit flows); returns them."""
+    keep = validate_position(position, "position")
+    assert keep is not None
+    return _truncate(tx, user_id, _conversation_id(conversation_id), keep=keep)
+
+
+def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> list[MessagePublic]:
+    conv = _require_conversation(tx, user_id, conversation_id, lock=True)
+    keep = conv.message_count - 1 if keep is None else keep
+    if keep < 0 or conv.message_count <= keep:
+        return []
+    tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, utcnow()))
+    rows = tx.conn.execute(_sql.delete_messages_after(conversation_id, keep)).all()
+    return sorted((_message(r) for r in rows), key=lambda m: m.position)

@@ -1,0 +1,80 @@
+"""Settings from the environment and a ``.env`` file, and database URL normalisation.
+
+``DATABASE_URL`` is accepted as users paste it (``postgres://...`` from Heroku/Neon,
+``postgresql://...``, ``sqlite:///file.db``) and normalised to the drivers convostore uses:
+psycopg 3 for PostgreSQL (sync and async), pysqlite/aiosqlite for SQLite.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from convostore.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///convostore.db"
+
+
+class Settings(BaseSettings):
+    """Everything convostore reads from the environment (names as the seeds use them)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "CONVOSTORE_DATABASE_URL"),
+    )
+    jwt_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("JWT_SECRET_KEY", "CONVOSTORE_JWT_SECRET_KEY")
+    )
+    jwt_algorithm: str = Field(
+        default="HS256", validation_alias=AliasChoices("JWT_ALGORITHM", "CONVOSTORE_JWT_ALGORITHM")
+    )
+    max_content_length: int = Field(
+        default=10_000, gt=0, validation_alias="CONVOSTORE_MAX_CONTENT_LENGTH"
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, validation_alias="CONVOSTORE_MAX_BODY_BYTES"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+_PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "psycopg"}
+
+
+def normalize_url(url: str | URL, *, is_async: bool = False) -> URL:
+    """Map a pasted URL to the driver convostore uses; reject kinds we do not support.
+
+    >>> normalize_url("postgres://u@h/db").drivername
+    'postgresql+psycopg'
+    >>> normalize_url("sqlite:///x.db", is_async=True).drivername
+    'sqlite+aiosqlite'
+    """
+    if isinstance(url, str):
+        raw = url.strip()
+        # SQLAlchemy does not know the "postgres://" alias that hosting providers hand out.
+        if raw.startswith("postgres://"):
+            raw = "postgresql://" + raw[len("postgres://") :]
+        try:
+            parsed = make_url(raw)
+        except ArgumentError as exc:
+            raise ConfigurationError(f"DATABASE_URL: not a valid database URL ({exc})") from exc
+    else:
+        parsed = url
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" or parsed.drivername in _PG_SCHEMES:
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite" if is_async else "sqlite+pysqlite")
+    raise ConfigurationError(
+        f"DATABASE_URL: unsupported database {backend!r}; use postgresql:// or sqlite:///"
+    )

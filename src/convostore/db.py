@@ -1,0 +1,76 @@
+"""Engines: URL normalisation, SQLite set-up, and the write-transaction switch.
+
+SQLite gets, on every connection: foreign keys on (cascades are real), WAL (readers never
+block the writer), a busy timeout (a writer waits for the lock instead of failing with
+"database is locked"), and ``BEGIN IMMEDIATE`` for write transactions, so two writers
+never both hold a read lock and deadlock on the upgrade to a write lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from convostore.config import get_settings, normalize_url
+from convostore.errors import require_extra
+
+__all__ = ["WRITE_OPTION", "configure_engine", "make_async_engine", "make_engine"]
+
+#: Execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``.
+WRITE_OPTION = "convostore_write"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_CONFIGURED = "_convostore_configured"
+
+
+def _check_driver(url: URL) -> None:
+    if url.get_backend_name() == "postgresql":
+        require_extra("psycopg", "postgres", "PostgreSQL support")
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """A sync engine for ``url`` (default: ``DATABASE_URL`` or the embedded SQLite file)."""
+    parsed = normalize_url(url if url is not None else get_settings().database_url)
+    _check_driver(parsed)
+    return configure_engine(create_engine(parsed, **kwargs))
+
+
+def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url``; same drivers and set-up as :func:`make_engine`."""
+    parsed = normalize_url(url if url is not None else get_settings().database_url, is_async=True)
+    _check_driver(parsed)
+    engine = create_async_engine(parsed, **kwargs)
+    configure_engine(engine.sync_engine)
+    return engine
+
+
+def configure_engine(engine: Engine) -> Engine:
+    """Install convostore's per-connection SQLite set-up on ``engine`` (idempotent).
+
+    Engines handed in by a host app get the same set-up; PostgreSQL engines are untouched.
+    """
+    if engine.dialect.name != "sqlite" or getattr(engine, _CONFIGURED, False):
+        return engine
+    setattr(engine, _CONFIGURED, True)
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so "begin" below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

@@ -1,0 +1,106 @@
+"""Run the Alembic migrations shipped inside the package, without an ``alembic.ini``.
+
+convostore keeps its own version table (``convostore_alembic_version``) so that it can live
+in a host application's database beside the host's own Alembic history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from convostore.db import WRITE_OPTION
+from convostore.models import metadata
+
+__all__ = [
+    "VERSION_TABLE",
+    "alembic_config",
+    "check",
+    "current",
+    "downgrade",
+    "head",
+    "include_object",
+    "upgrade",
+]
+
+VERSION_TABLE = "convostore_alembic_version"
+TABLES = frozenset({"users", "conversations", "messages"})
+# Any constant works; it only has to be the same for every process migrating this database.
+_PG_LOCK_KEY = 0x636F6E766F
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic filter: only convostore's tables (the host app may share the metadata/db)."""
+    if type_ == "table":
+        return name in TABLES
+    table = getattr(obj, "table", None)
+    return table is None or table.name in TABLES
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at the migrations inside the package."""
+    cfg = Config()
+    cfg.set_main_option("script_location", "convostore:migrations")
+    return cfg
+
+
+def head() -> str:
+    """The newest revision shipped with this version of convostore."""
+    rev = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert rev is not None
+    return rev
+
+
+def _run(conn: Connection, fn: Any, revision: str) -> None:
+    if conn.dialect.name == "postgresql":
+        # Several workers started with --migrate must not race: the first migrates,
+        # the others wait here and then find nothing to do.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    fn(cfg, revision)
+
+
+def upgrade_connection(conn: Connection, revision: str = "head") -> None:
+    """Upgrade inside the caller's transaction on ``conn``."""
+    _run(conn, command.upgrade, revision)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade to ``revision`` (default: head) in one transaction."""
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        upgrade_connection(conn, revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Downgrade to ``revision`` (default: drop everything convostore created)."""
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        _run(conn, command.downgrade, revision)
+
+
+def current(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` if never migrated."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def check(engine: Engine) -> list[Any]:
+    """Differences between the live schema and the models (empty when there is no drift)."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_object": include_object,
+                "version_table": VERSION_TABLE,
+            },
+        )
+        return list(compare_metadata(ctx, metadata))

@@ -1,0 +1,1 @@
+"""Alembic migrations shipped with convostore (run them with ``convostore db upgrade``)."""

@@ -1,0 +1,95 @@
+"""Initial schema: users, conversations, messages.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "users",
+        sa.Column("id", sa.String(255), primary_key=True),
+        sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
+    )
+    op.create_table(
+        "conversations",
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("user_id", sa.String(255), nullable=False),
+        sa.Column("title", sa.String(255), nullable=True),
+        sa.Column("metadata", JSON, nullable=True),
+        sa.Column("message_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TS, server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_conversations_user_id"
+        ),
+        sa.UniqueConstraint("id", "user_id", name="uq_conversations_id_user_id"),
+        sa.CheckConstraint("message_count >= 0", name="ck_conversations_message_count"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index(
+        "ix_conversations_user_id_updated_at", "conversations", ["user_id", "updated_at", "id"]
+    )
+    op.create_table(
+        "messages",
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("conversation_id", ID, nullable=False),
+        sa.Column("user_id", sa.String(255), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("tool_calls", JSON, nullable=True),
+        sa.Column("tool_call_id", sa.String(255), nullable=True),
+        sa.Column("metadata", JSON, nullable=True),
+        sa.Column("client_key", sa.String(255), nullable=True),
+        sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id", "user_id"],
+            ["conversations.id", "conversations.user_id"],
+            ondelete="CASCADE",
+            name="fk_messages_conversation_owner",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_messages_user_id"
+        ),
+        sa.UniqueConstraint(
+            "conversation_id", "position", name="uq_messages_conversation_position"
+        ),
+        sa.CheckConstraint(
+            "role IN ('user', 'assistant', 'system', 'tool')", name="ck_messages_role"
+        ),
+        sa.CheckConstraint("position >= 1", name="ck_messages_position"),
+    )
+    op.create_index("ix_messages_user_id_created_at", "messages", ["user_id", "created_at"])
+    op.create_index(
+        "uq_messages_conversation_client_key",
+        "messages",
+        ["conversation_id", "client_key"],
+        unique=True,
+        postgresql_where=sa.text("client_key IS NOT NULL"),
+        sqlite_where=sa.text("client_key IS NOT NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("messages")
+    op.drop_table("conversations")
+    op.drop_table("users")

@@ -1,0 +1,271 @@
+"""Input and output shapes of the store: validated inputs, plain read models, pages.
+
+Inputs (``MessageCreate``, ``ConversationCreate``) are validated here, once, for every
+interface (library, REST, CLI, adapters); the rules are those of SPEC.md "Validation".
+Outputs (``ConversationPublic``, ``MessagePublic``) are plain pydantic models detached from
+any session, built without re-validation because the database already holds valid rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from convostore.errors import ValidationError
+from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH, MessageRole
+
+__all__ = [
+    "ChatMessage",
+    "ConversationPublic",
+    "MessageCreate",
+    "MessageInput",
+    "MessagePublic",
+    "Order",
+    "Page",
+]
+
+T = TypeVar("T")
+Order = Literal["asc", "desc"]
+
+
+class MessageCreate(BaseModel):
+    """A message to append. ``content`` may be empty only for an assistant tool call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: MessageRole
+    content: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    metadata: dict[str, Any] | None = None
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="Client-supplied idempotency key, unique within the conversation.",
+    )
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> MessageCreate:
+        if not self.content.strip() and not (
+            self.role is MessageRole.ASSISTANT and self.tool_calls
+        ):
+            raise ValueError(
+                "content: must not be empty or whitespace only "
+                "(allowed only for an assistant message with tool_calls)"
+            )
+        if self.tool_calls is not None and self.role is not MessageRole.ASSISTANT:
+            raise ValueError("tool_calls: only assistant messages may carry tool_calls")
+        if self.role is MessageRole.TOOL and self.tool_call_id is None:
+            raise ValueError("tool_call_id: required for a tool message")
+        if self.tool_call_id is not None and self.role is not MessageRole.TOOL:
+            raise ValueError("tool_call_id: only tool messages may carry a tool_call_id")
+        return self
+
+
+#: What the store accepts as a message: a validated model or a plain mapping.
+MessageInput = MessageCreate | Mapping[str, Any]
+
+
+class ConversationPublic(BaseModel):
+    """A conversation as the store returns it."""
+
+    id: int
+    user_id: str
+    title: str | None
+    metadata: dict[str, Any] | None
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+RoleName = Literal["user", "assistant", "system", "tool"]
+
+
+class MessagePublic(BaseModel):
+    """A stored message as the store returns it."""
+
+    id: int
+    conversation_id: int
+    user_id: str
+    position: int
+    role: RoleName
+    content: str
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    key: str | None = None
+    created_at: datetime
+
+    def to_openai(self) -> ChatMessage:
+        """This message as an OpenAI chat-completions message dict."""
+        return to_chat_message(self.role, self.content, self.tool_calls, self.tool_call_id)
+
+
+ChatMessage = dict[str, Any]
+
+
+def to_chat_message(
+    role: str, content: str, tool_calls: list[dict[str, Any]] | None, tool_call_id: str | None
+) -> ChatMessage:
+    """The OpenAI chat format: ``content`` is null for a tool-call-only assistant turn."""
+    msg: ChatMessage = {"role": str(role), "content": content if content or not tool_calls else None}
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    if tool_call_id is not None:
+        msg["tool_call_id"] = tool_call_id
+    return msg
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a keyset-paginated list.
+
+    ``next_cursor`` is ``None`` on the last page; pass it back to get the next one (for
+    messages it is the position to pass as ``after`` (asc) or ``before`` (desc)).
+    """
+
+    data: list[T]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _field_of(err: Any, prefix: str) -> tuple[str, str]:
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"])
+    # Our own model validator already names the field ("content: ...").
+    if not loc and ": " in msg:
+        msg = msg.removeprefix("Value error, ")
+        loc, _, msg = msg.partition(": ")
+    msg = msg.removeprefix("Value error, ")
+    return (f"{prefix}.{loc}" if prefix and loc else prefix or loc or "body"), msg
+
+
+def validate_message(
+    data: MessageInput, *, max_content_length: int, field: str = ""
+) -> MessageCreate:
+    """Validate one message; raise ``ValidationError`` naming the (dotted) field and rule."""
+    if isinstance(data, MessageCreate):
+        msg = data
+    else:
+        if not isinstance(data, Mapping):
+            raise ValidationError(field or "message", "must be an object")
+        try:
+            msg = MessageCreate.model_validate(dict(data))
+        except PydanticValidationError as exc:
+            name, rule = _field_of(exc.errors()[0], field)
+            raise ValidationError(name, rule) from None
+    prefix = f"{field}." if field else ""
+    if len(msg.content) > max_content_length:
+        raise ValidationError(
+            f"{prefix}content",
+            f"must be at most {max_content_length} characters (got {len(msg.content)})",
+        )
+    check_text(f"{prefix}content", msg.content)
+    check_json(f"{prefix}tool_calls", msg.tool_calls)
+    check_json(f"{prefix}metadata", msg.metadata)
+    if msg.tool_call_id is not None:
+        check_text(f"{prefix}tool_call_id", msg.tool_call_id)
+    if msg.key is not None:
+        check_text(f"{prefix}key", msg.key)
+    return msg
+
+
+def validate_messages(
+    items: Sequence[MessageInput], *, max_content_length: int, field: str = "messages"
+) -> list[MessageCreate]:
+    """Validate a batch; the first bad item is reported as ``messages[i].field``."""
+    if isinstance(items, str | bytes | Mapping):
+        raise ValidationError(field, "must be a list of messages")
+    out = [
+        validate_message(m, max_content_length=max_content_length, field=f"{field}[{i}]")
+        for i, m in enumerate(items)
+    ]
+    keys = [m.key for m in out if m.key is not None]
+    if len(keys) != len(set(keys)):
+        raise ValidationError(f"{field}.key", "must be unique within one request")
+    return out
+
+
+def check_text(field: str, value: str) -> None:
+    """PostgreSQL text cannot hold NUL; refuse it on every database, with a clear error."""
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain the NUL character (\\u0000)")
+
+
+def check_json(field: str, value: Any) -> None:
+    """JSON values must serialise, and (for PostgreSQL's JSONB) hold no NUL characters."""
+    if value is None:
+        return
+    try:
+        dumped = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
+    if "\\u0000" in dumped:
+        raise ValidationError(field, "must not contain the NUL character (\\u0000)")
+
+
+def validate_title(title: str | None, field: str = "title") -> str | None:
+    """Titles are optional, at most 255 characters, and never blank."""
+    if title is None:
+        return None
+    if not isinstance(title, str):
+        raise ValidationError(field, "must be a string")
+    title = title.strip()
+    if not title:
+        raise ValidationError(field, "must not be empty or whitespace only")
+    if len(title) > MAX_TITLE_LENGTH:
+        raise ValidationError(
+            field, f"must be at most {MAX_TITLE_LENGTH} characters (got {len(title)})"
+        )
+    check_text(field, title)
+    return title
+
+
+def validate_user_id(user_id: str) -> str:
+    """User ids come from the host's auth: a non-empty string of at most 255 characters."""
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise ValidationError("user_id", "must be a non-empty string")
+    if len(user_id) > MAX_ID_LENGTH:
+        raise ValidationError("user_id", f"must be at most {MAX_ID_LENGTH} characters")
+    check_text("user_id", user_id)
+    return user_id
+
+
+def validate_limit(limit: int, *, maximum: int, field: str = "limit") -> int:
+    """0 is allowed (an empty page); negative or over ``maximum`` is an error."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValidationError(field, "must be an integer")
+    if limit < 0:
+        raise ValidationError(field, "must be >= 0")
+    if limit > maximum:
+        raise ValidationError(field, f"must be <= {maximum}")
+    return limit
+
+
+def validate_position(value: int | None, field: str) -> int | None:
+    """Positions start at 1; 0 is accepted as 'before the first'."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, "must be an integer")
+    if value < 0:
+        raise ValidationError(field, "must be >= 0")
+    return value
+
+
+def validate_metadata(value: Any, field: str = "metadata") -> dict[str, Any] | None:
+    """Conversation metadata: a JSON object or null."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be a JSON object")
+    check_json(field, value)
+    return value

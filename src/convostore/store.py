@@ -1,0 +1,297 @@
+"""``Store`` and ``AsyncStore``: the API a chat endpoint calls on every request.
+
+    from convostore import Store
+
+    with Store("sqlite:///chat.db") as store:
+        store.migrate()
+        conv = store.create_conversation("alice", title="Trip")
+        store.append_message("alice", conv.id, {"role": "user", "content": "Hi"})
+        history = store.get_history("alice", conv.id, max_tokens=4000)
+
+Both classes expose the same methods, generated from the single implementation in
+:mod:`convostore._ops`; ``AsyncStore`` runs it on an async driver through
+``AsyncConnection.run_sync``. Every method takes the ``user_id`` first: all reads and writes
+are scoped to it, and another user's conversation raises the same ``NotFoundError`` as a
+missing one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from convostore import _ops
+from convostore._ops import MODES, Mode, StoreConfig, Tx
+from convostore.config import get_settings
+from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
+from convostore.errors import ConflictError, ValidationError
+from convostore.history import TokenCounter, approximate_tokens
+
+__all__ = ["AsyncStore", "Store"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_KEY_INDEX = "uq_messages_conversation_client_key"
+
+
+def _constraint_of(exc: sa_exc.IntegrityError) -> str:
+    diag = getattr(exc.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return str(name) if name else str(exc.orig)
+
+
+def _is_key_race(exc: sa_exc.IntegrityError) -> bool:
+    """A concurrent retry stored the same idempotency key first: re-run to return it."""
+    text = _constraint_of(exc)
+    return _KEY_INDEX in text or "messages.client_key" in text
+
+
+@contextmanager
+def _translated(*, may_retry: bool) -> Iterator[None]:
+    """Translate driver errors into convostore's exceptions (one place for all of them)."""
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        if may_retry and _is_key_race(exc):
+            raise _Retry from exc
+        raise ConflictError(
+            f"the change conflicts with stored data ({_constraint_of(exc)})"
+        ) from exc
+    except sa_exc.DataError as exc:
+        raise ValidationError("body", f"rejected by the database: {exc.orig}") from exc
+
+
+class _Retry(Exception):
+    """Internal: run the operation once more in a fresh transaction."""
+
+
+def _signature_without_tx(op: Callable[..., Any]) -> inspect.Signature:
+    sig = inspect.signature(op)
+    params = list(sig.parameters.values())
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return sig.replace(parameters=[self_param, *params[1:]])
+
+
+def _copy_metadata(method: Callable[..., Any], op: Callable[..., Any]) -> None:
+    method.__name__ = op.__name__
+    method.__qualname__ = op.__name__
+    method.__doc__ = op.__doc__
+    method.__signature__ = _signature_without_tx(op)  # type: ignore[attr-defined]
+
+
+def _sync(op: Callable[Concatenate[Tx, P], R]) -> Callable[Concatenate[Store, P], R]:
+    def method(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._call(op, *args, **kwargs)
+
+    _copy_metadata(method, op)
+    return method
+
+
+def _async(
+    op: Callable[Concatenate[Tx, P], R],
+) -> Callable[Concatenate[AsyncStore, P], Coroutine[Any, Any, R]]:
+    async def method(self: AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._call(op, *args, **kwargs)
+
+    _copy_metadata(method, op)
+    return method
+
+
+class _Base:
+    """Configuration and transaction planning shared by both stores (no I/O here)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_content_length: int | None,
+        auto_title: bool,
+        token_counter: TokenCounter | None,
+    ) -> None:
+        configure_engine(engine)
+        self._pg = engine.dialect.name == "postgresql"
+        self.config = StoreConfig(
+            max_content_length=max_content_length or get_settings().max_content_length,
+            auto_title=auto_title,
+            token_counter=token_counter or approximate_tokens,
+        )
+
+    def _plan(self, op: Callable[..., Any]) -> tuple[bool, bool]:
+        """(transaction?, write?) for ``op`` on this dialect."""
+        mode = MODES[op.__name__]
+        if self._pg and mode is not Mode.WRITE:
+            # One statement is atomic by itself: autocommit saves the BEGIN/COMMIT trips.
+            return False, False
+        return True, mode is not Mode.READ
+
+
+class Store(_Base):
+    """The synchronous store. Give it a URL (default: ``DATABASE_URL``) or your own engine."""
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | Engine | None = None,
+        *,
+        max_content_length: int | None = None,
+        auto_title: bool = True,
+        token_counter: TokenCounter | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        if isinstance(url_or_engine, Engine):
+            self.engine, self._owns_engine = url_or_engine, False
+        else:
+            self.engine, self._owns_engine = make_engine(url_or_engine, **engine_kwargs), True
+        super().__init__(
+            self.engine,
+            max_content_length=max_content_length,
+            auto_title=auto_title,
+            token_counter=token_counter,
+        )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    def _connect(self, op: Callable[..., Any]) -> AbstractContextManager[Connection]:
+        transaction, write = self._plan(op)
+        if not transaction:
+            return self._autocommit.connect()
+        return (self._writer if write else self.engine).begin()
+
+    def _call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(2):
+            try:
+                with _translated(may_retry=attempt == 0), self._connect(op) as conn:
+                    return op(Tx(conn, self._pg, self.config), *args, **kwargs)
+            except _Retry:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with the shipped Alembic migrations."""
+        from convostore.migrate import upgrade
+
+        upgrade(self.engine, revision)
+
+    def close(self) -> None:
+        """Release the connection pool (only if this store created the engine)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    ensure_user = _sync(_ops.ensure_user)
+    delete_user = _sync(_ops.delete_user)
+    create_conversation = _sync(_ops.create_conversation)
+    get_conversation = _sync(_ops.get_conversation)
+    list_conversations = _sync(_ops.list_conversations)
+    update_conversation = _sync(_ops.update_conversation)
+    delete_conversation = _sync(_ops.delete_conversation)
+    append_message = _sync(_ops.append_message)
+    append_messages = _sync(_ops.append_messages)
+    list_messages = _sync(_ops.list_messages)
+    get_messages = _sync(_ops.get_messages)
+    last_messages = _sync(_ops.last_messages)
+    get_history = _sync(_ops.get_history)
+    pop_message = _sync(_ops.pop_message)
+    delete_messages_after = _sync(_ops.delete_messages_after)
+
+
+async def _run(
+    conn: AsyncConnection, op: Callable[..., R], tx_args: tuple[Any, ...], *a: Any, **kw: Any
+) -> R:
+    def invoke(sync_conn: Connection) -> R:
+        return op(Tx(sync_conn, *tx_args), *a, **kw)
+
+    return await conn.run_sync(invoke)
+
+
+class AsyncStore(_Base):
+    """The asyncio store: the same methods as :class:`Store`, awaited."""
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | AsyncEngine | None = None,
+        *,
+        max_content_length: int | None = None,
+        auto_title: bool = True,
+        token_counter: TokenCounter | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        if isinstance(url_or_engine, AsyncEngine):
+            self.engine, self._owns_engine = url_or_engine, False
+        else:
+            self.engine = make_async_engine(url_or_engine, **engine_kwargs)
+            self._owns_engine = True
+        super().__init__(
+            self.engine.sync_engine,
+            max_content_length=max_content_length,
+            auto_title=auto_title,
+            token_counter=token_counter,
+        )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+
+    def _connect(self, op: Callable[..., Any]) -> AbstractAsyncContextManager[AsyncConnection]:
+        transaction, write = self._plan(op)
+        if not transaction:
+            return self._autocommit.connect()
+        return (self._writer if write else self.engine).begin()
+
+    async def _call(
+        self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        for attempt in range(2):
+            try:
+                with _translated(may_retry=attempt == 0):
+                    async with self._connect(op) as conn:
+                        return await _run(conn, op, (self._pg, self.config), *args, **kwargs)
+            except _Retry:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with the shipped Alembic migrations."""
+        from convostore.migrate import upgrade_connection
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade_connection, revision)
+
+    async def aclose(self) -> None:
+        """Release the connection pool (only if this store created the engine)."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    ensure_user = _async(_ops.ensure_user)
+    delete_user = _async(_ops.delete_user)
+    create_conversation = _async(_ops.create_conversation)
+    get_conversation = _async(_ops.get_conversation)
+    list_conversations = _async(_ops.list_conversations)
+    update_conversation = _async(_ops.update_conversation)
+    delete_conversation = _async(_ops.delete_conversation)
+    append_message = _async(_ops.append_message)
+    append_messages = _async(_ops.append_messages)
+    list_messages = _async(_ops.list_messages)
+    get_messages = _async(_ops.get_messages)
+    last_messages = _async(_ops.last_messages)
+    get_history = _async(_ops.get_history)
+    pop_message = _async(_ops.pop_message)
+    delete_messages_after = _async(_ops.delete_messages_after)

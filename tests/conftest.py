@@ -1,0 +1,143 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database for every test.
+
+Each test gets an isolated state: SQLite tests get a fresh copy of a migrated database
+file; PostgreSQL tests share one migrated database (``convostore_test``) that is truncated
+before each test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With
+``CI=true`` an unreachable PostgreSQL fails the run instead of skipping its tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from convostore import AsyncStore, Store
+from convostore.db import make_engine
+from convostore.migrate import upgrade
+
+PG_SERVER_URL = os.environ.get("CONVOSTORE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_TEST_DB = "convostore_test"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _pg_unavailable(reason: str) -> None:
+    msg = f"PostgreSQL is required but not reachable ({reason}); run scripts/ensure-postgres.sh"
+    if IN_CI:
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+def _create_pg_database(name: str) -> str:
+    """(Re)create database ``name`` on the test server and return its URL."""
+    admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any driver/connection failure means "not reachable"
+        _pg_unavailable(str(exc).splitlines()[0])
+    finally:
+        admin.dispose()
+    return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Callable[[str], str]:
+    """Factory for extra, throw-away PostgreSQL databases (e.g. for migration tests)."""
+    return _create_pg_database
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A migrated PostgreSQL database shared by the session (truncated per test)."""
+    url = _create_pg_database(PG_TEST_DB)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _truncate_pg(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE users, conversations, messages RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to a migrated, empty database of the parametrised backend."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "convostore.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate_pg(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with Store(db_url) as s:
+        yield s
+
+
+@pytest.fixture
+async def astore(db_url: str) -> AsyncIterator[AsyncStore]:
+    async with AsyncStore(db_url) as s:
+        yield s
+
+
+class MaybeAsync:
+    """Drive a sync or an async store with the same ``await``-style test body."""
+
+    def __init__(self, target: Store | AsyncStore) -> None:
+        self.target = target
+        self.is_async = isinstance(target, AsyncStore)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.target, name)
+        if not callable(attr) or inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(params=["sync", "async"])
+async def api(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[MaybeAsync]:
+    """The store under test, once sync and once async, on each backend."""
+    if request.param == "sync":
+        with Store(db_url) as s:
+            yield MaybeAsync(s)
+    else:
+        async with AsyncStore(db_url) as a:
+            yield MaybeAsync(a)
