@@ -1,0 +1,40 @@
+# convostore: `make run` starts the service, `make test` runs every test. `make help` lists all.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@bash scripts/setup-venv.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install convostore with every extra and the dev tools
+
+postgres: ## Start (or install) the local PostgreSQL the tests use
+	@bash scripts/ensure-postgres.sh
+
+run: setup ## Migrate the embedded SQLite database and verify it
+	$(BIN)/convostore db upgrade
+	$(BIN)/convostore db verify
+
+test: setup postgres ## Run the whole test suite on SQLite and PostgreSQL
+	$(BIN)/pytest
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: help setup postgres run test lint format

@@ -1,0 +1,149 @@
+"""``convostore db verify``: the seeds' schema checks, run against a live database.
+
+Structure is read with SQLAlchemy's inspector; behaviour (a foreign-key violation is
+rejected, cascades delete, the owner rule holds, bad roles are refused) is exercised on
+throw-away rows inside one transaction that is always rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from convostore import _sql
+from convostore.migrate import TABLES
+from convostore.models import metadata
+from convostore.types import utcnow
+
+__all__ = ["Check", "verify"]
+
+_PROBE_USER = "__convostore_verify__"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def _structure(conn: Connection) -> list[Check]:
+    insp = inspect(conn)
+    checks: list[Check] = []
+    present = set(insp.get_table_names())
+    for table in sorted(TABLES):
+        checks.append(Check(f"table {table}", table in present))
+    for table in metadata.sorted_tables:
+        if table.name not in TABLES or table.name not in present:
+            continue
+        live = {c["name"]: c for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            got = live.get(col.name)
+            if got is None:
+                checks.append(Check(f"column {table.name}.{col.name}", False, "missing"))
+                continue
+            ok = bool(got["nullable"]) == bool(col.nullable)
+            checks.append(
+                Check(
+                    f"column {table.name}.{col.name}",
+                    ok,
+                    f"{got['type']}, {'NULL' if got['nullable'] else 'NOT NULL'}",
+                )
+            )
+        live_indexes = {i["name"] for i in insp.get_indexes(table.name)}
+        live_indexes |= {u["name"] for u in insp.get_unique_constraints(table.name)}
+        expected = {i.name for i in table.indexes} | {
+            c.name for c in table.constraints if c.name and c.name.startswith("uq_")
+        }
+        for name in sorted(n for n in expected if n):
+            checks.append(Check(f"index {name}", name in live_indexes))
+        live_fks = {
+            (tuple(fk["constrained_columns"]), fk["referred_table"]): fk
+            for fk in insp.get_foreign_keys(table.name)
+        }
+        for fk in table.foreign_key_constraints:
+            key = (tuple(c.name for c in fk.columns), fk.referred_table.name)
+            got_fk = live_fks.get(key)
+            label = f"foreign key {table.name}({', '.join(key[0])}) -> {key[1]}"
+            if got_fk is None:
+                checks.append(Check(label, False, "missing"))
+            else:
+                ondelete = (got_fk.get("options") or {}).get("ondelete", "")
+                checks.append(
+                    Check(label, str(ondelete).upper() == "CASCADE", f"ON DELETE {ondelete or '-'}")
+                )
+    if conn.dialect.name == "sqlite":
+        enabled = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        checks.append(Check("sqlite foreign_keys pragma", enabled, "on" if enabled else "off"))
+    return checks
+
+
+def _rejected(conn: Connection, name: str, action: Callable[[], Any]) -> Check:
+    try:
+        with conn.begin_nested():
+            action()
+    except DBAPIError as exc:
+        return Check(name, True, f"rejected: {type(exc.orig).__name__}")
+    return Check(name, False, "the database accepted it")
+
+
+def _behaviour(conn: Connection) -> list[Check]:
+    now = utcnow()
+    pg = conn.dialect.name == "postgresql"
+    conn.execute(_sql.upsert_user(pg, _PROBE_USER, now))
+    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[0]
+
+    def message(cid: int, user: str = _PROBE_USER, role: str = "user", pos: int = 1) -> None:
+        conn.execute(
+            _sql.M.insert().values(
+                conversation_id=cid, user_id=user, position=pos, role=role, content="x",
+                created_at=now,
+            )
+        )
+
+    other = _PROBE_USER + "_other"
+    conn.execute(_sql.upsert_user(pg, other, now))
+    checks = [
+        _rejected(conn, "message for a missing conversation", lambda: message(-1)),
+        _rejected(conn, "message owned by another user", lambda: message(conv_id, user=other)),
+        _rejected(conn, "message with an unknown role", lambda: message(conv_id, role="robot")),
+    ]
+    message(conv_id)
+    checks.append(_rejected(conn, "duplicate position", lambda: message(conv_id)))
+
+    def count(table: Any, where: Any) -> int:
+        return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+
+    conn.execute(_sql.delete_conversation(_PROBE_USER, conv_id))
+    left = count(_sql.M, _sql.M.c.conversation_id == conv_id)
+    checks.append(Check("delete conversation cascades to messages", left == 0, f"{left} left"))
+
+    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[0]
+    message(conv_id)
+    conn.execute(_sql.delete_user(_PROBE_USER))
+    left = count(_sql.C, _sql.C.c.user_id == _PROBE_USER) + count(
+        _sql.M, _sql.M.c.user_id == _PROBE_USER
+    )
+    checks.append(Check("delete user cascades to conversations and messages", left == 0, f"{left} left"))
+    return checks
+
+
+def verify(engine: Engine) -> list[Check]:
+    """Every check, structure first; the behaviour probes leave nothing behind."""
+    with engine.connect() as conn:
+        checks = _structure(conn)
+        conn.rollback()
+        if all(c.ok for c in checks if c.name.startswith("table ")):
+            trans = conn.begin()
+            try:
+                checks += _behaviour(conn)
+            finally:
+                trans.rollback()
+    return checks
