@@ -22,7 +22,9 @@ from convostore import AsyncStore, Store
 from convostore.db import make_engine
 from convostore.migrate import upgrade
 
-PG_SERVER_URL = os.environ.get("CONVOSTORE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_SERVER_URL = os.environ.get(
+    "CONVOSTORE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
 PG_TEST_DB = "convostore_test"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -1,8 +1,10 @@
 """convostore: the conversation database behind a stateless AI chat endpoint.
 
+Usage::
+
     from convostore import Store
 
-    with Store() as store:                       # DATABASE_URL, or ./convostore.db
+    with Store() as store:  # DATABASE_URL, or ./convostore.db
         store.migrate()
         conv = store.create_conversation("alice")
         store.append_message("alice", conv.id, {"role": "user", "content": "Hello"})

@@ -36,7 +36,9 @@ TABLES = frozenset({"users", "conversations", "messages"})
 _PG_LOCK_KEY = 0x636F6E766F
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Alembic filter: only convostore's tables (the host app may share the metadata/db)."""
     if type_ == "table":
         return name in TABLES
@@ -92,15 +94,17 @@ def current(engine: Engine) -> str | None:
         return ctx.get_current_revision()
 
 
-def check(engine: Engine) -> list[Any]:
+def check(bind: Engine | Connection) -> list[Any]:
     """Differences between the live schema and the models (empty when there is no drift)."""
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(
-            conn,
-            opts={
-                "compare_type": True,
-                "include_object": include_object,
-                "version_table": VERSION_TABLE,
-            },
-        )
-        return list(compare_metadata(ctx, metadata))
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return check(conn)
+    ctx = MigrationContext.configure(
+        bind,
+        opts={
+            "compare_type": True,
+            "include_object": include_object,
+            "version_table": VERSION_TABLE,
+        },
+    )
+    return list(compare_metadata(ctx, metadata))

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -155,6 +156,6 @@ class Message(SQLModel, table=True):
 
 #: The metadata holding convostore's three tables (what migrations are compared against).
 metadata = SQLModel.metadata
-users_table = User.__table__
-conversations_table = Conversation.__table__
-messages_table = Message.__table__
+users_table: Table = metadata.tables["users"]
+conversations_table: Table = metadata.tables["conversations"]
+messages_table: Table = metadata.tables["messages"]

@@ -38,8 +38,8 @@ def _structure(conn: Connection) -> list[Check]:
     insp = inspect(conn)
     checks: list[Check] = []
     present = set(insp.get_table_names())
-    for table in sorted(TABLES):
-        checks.append(Check(f"table {table}", table in present))
+    for name in sorted(TABLES):
+        checks.append(Check(f"table {name}", name in present))
     for table in metadata.sorted_tables:
         if table.name not in TABLES or table.name not in present:
             continue
@@ -59,11 +59,11 @@ def _structure(conn: Connection) -> list[Check]:
             )
         live_indexes = {i["name"] for i in insp.get_indexes(table.name)}
         live_indexes |= {u["name"] for u in insp.get_unique_constraints(table.name)}
-        expected = {i.name for i in table.indexes} | {
-            c.name for c in table.constraints if c.name and c.name.startswith("uq_")
+        expected = {str(i.name) for i in table.indexes} | {
+            str(c.name) for c in table.constraints if str(c.name).startswith("uq_")
         }
-        for name in sorted(n for n in expected if n):
-            checks.append(Check(f"index {name}", name in live_indexes))
+        for index in sorted(expected):
+            checks.append(Check(f"index {index}", index in live_indexes))
         live_fks = {
             (tuple(fk["constrained_columns"]), fk["referred_table"]): fk
             for fk in insp.get_foreign_keys(table.name)
@@ -79,6 +79,11 @@ def _structure(conn: Connection) -> list[Check]:
                 checks.append(
                     Check(label, str(ondelete).upper() == "CASCADE", f"ON DELETE {ondelete or '-'}")
                 )
+    if conn.dialect.name == "postgresql" and "messages" in present:
+        found = conn.exec_driver_sql(
+            "SELECT 1 FROM pg_statistic_ext WHERE stxname = 'stx_messages_conversation_user'"
+        ).first()
+        checks.append(Check("statistics stx_messages_conversation_user", found is not None))
     if conn.dialect.name == "sqlite":
         enabled = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         checks.append(Check("sqlite foreign_keys pragma", enabled, "on" if enabled else "off"))
@@ -94,16 +99,34 @@ def _rejected(conn: Connection, name: str, action: Callable[[], Any]) -> Check:
     return Check(name, False, "the database accepted it")
 
 
+def _cascades(
+    conn: Connection, name: str, delete: Callable[[], Any], left: Callable[[], int]
+) -> Check:
+    try:
+        with conn.begin_nested():
+            delete()
+            remaining = left()
+    except DBAPIError as exc:
+        return Check(name, False, f"delete refused: {type(exc.orig).__name__}")
+    return Check(name, remaining == 0, f"{remaining} left")
+
+
 def _behaviour(conn: Connection) -> list[Check]:
     now = utcnow()
     pg = conn.dialect.name == "postgresql"
     conn.execute(_sql.upsert_user(pg, _PROBE_USER, now))
-    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[0]
+    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[
+        0
+    ]
 
     def message(cid: int, user: str = _PROBE_USER, role: str = "user", pos: int = 1) -> None:
         conn.execute(
             _sql.M.insert().values(
-                conversation_id=cid, user_id=user, position=pos, role=role, content="x",
+                conversation_id=cid,
+                user_id=user,
+                position=pos,
+                role=role,
+                content="x",
                 created_at=now,
             )
         )
@@ -121,17 +144,29 @@ def _behaviour(conn: Connection) -> list[Check]:
     def count(table: Any, where: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
 
-    conn.execute(_sql.delete_conversation(_PROBE_USER, conv_id))
-    left = count(_sql.M, _sql.M.c.conversation_id == conv_id)
-    checks.append(Check("delete conversation cascades to messages", left == 0, f"{left} left"))
-
-    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[0]
-    message(conv_id)
-    conn.execute(_sql.delete_user(_PROBE_USER))
-    left = count(_sql.C, _sql.C.c.user_id == _PROBE_USER) + count(
-        _sql.M, _sql.M.c.user_id == _PROBE_USER
+    checks.append(
+        _cascades(
+            conn,
+            "delete conversation cascades to messages",
+            lambda: conn.execute(_sql.delete_conversation(_PROBE_USER, conv_id)),
+            lambda: count(_sql.M, _sql.M.c.conversation_id == conv_id),
+        )
     )
-    checks.append(Check("delete user cascades to conversations and messages", left == 0, f"{left} left"))
+    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[
+        0
+    ]
+    message(conv_id)
+    checks.append(
+        _cascades(
+            conn,
+            "delete user cascades to conversations and messages",
+            lambda: conn.execute(_sql.delete_user(_PROBE_USER)),
+            lambda: (
+                count(_sql.C, _sql.C.c.user_id == _PROBE_USER)
+                + count(_sql.M, _sql.M.c.user_id == _PROBE_USER)
+            ),
+        )
+    )
     return checks
 
 
@@ -140,10 +175,15 @@ def verify(engine: Engine) -> list[Check]:
     with engine.connect() as conn:
         checks = _structure(conn)
         conn.rollback()
-        if all(c.ok for c in checks if c.name.startswith("table ")):
-            trans = conn.begin()
-            try:
-                checks += _behaviour(conn)
-            finally:
-                trans.rollback()
+        broken = [c for c in checks if c.name.startswith(("table ", "column ")) and not c.ok]
+        if broken:
+            checks.append(Check("behaviour probes", False, "skipped: tables or columns missing"))
+            return checks
+        trans = conn.begin()
+        try:
+            checks += _behaviour(conn)
+        except DBAPIError as exc:
+            checks.append(Check("behaviour probes", False, f"failed: {type(exc.orig).__name__}"))
+        finally:
+            trans.rollback()
     return checks

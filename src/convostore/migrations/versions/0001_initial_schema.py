@@ -87,6 +87,14 @@ def upgrade() -> None:
         postgresql_where=sa.text("client_key IS NOT NULL"),
         sqlite_where=sa.text("client_key IS NOT NULL"),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # The database enforces that conversation_id determines user_id; tell the planner,
+        # or it multiplies the two selectivities, underestimates a long conversation by
+        # orders of magnitude, and sorts it instead of walking (conversation_id, position).
+        op.execute(
+            "CREATE STATISTICS stx_messages_conversation_user (dependencies)"
+            " ON conversation_id, user_id FROM messages"
+        )
 
 
 def downgrade() -> None:

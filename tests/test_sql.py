@@ -1,0 +1,129 @@
+"""The hot queries are index-backed on PostgreSQL: proven by reading their EXPLAIN plans.
+
+The data set is large enough (and ANALYZEd) that the planner would choose a sequential scan
+and a sort if the indexes did not serve these queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from convostore import _sql
+from convostore.db import make_engine
+from convostore.types import utcnow
+
+pytestmark = pytest.mark.postgres
+
+USERS = 50
+CONVERSATIONS = 5000
+MESSAGES_PER_CONVERSATION = 20
+LONG = 20_000  # conversation 1 (owned by u2) is long: that is where a sort would hurt
+
+
+@pytest.fixture(scope="module")
+def conn(pg_url: str) -> Iterator[Connection]:
+    """A populated database; everything happens in one transaction that is rolled back."""
+    engine = make_engine(pg_url)
+    with engine.connect() as connection:
+        connection.execute(text("TRUNCATE users, conversations, messages RESTART IDENTITY CASCADE"))
+        connection.execute(
+            text("INSERT INTO users (id) SELECT 'u' || g FROM generate_series(1, :n) g"),
+            {"n": USERS},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO conversations (user_id, updated_at)"
+                " SELECT 'u' || (g % :users + 1), now() - g * interval '1 second'"
+                " FROM generate_series(1, :n) g"
+            ),
+            {"users": USERS, "n": CONVERSATIONS},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+                " SELECT c.id, c.user_id, p, 'user', 'message ' || p"
+                " FROM conversations c, generate_series(1, :m) p WHERE c.id > 1"
+            ),
+            {"m": MESSAGES_PER_CONVERSATION},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+                " SELECT 1, 'u2', p, 'user', 'message ' || p FROM generate_series(1, :n) p"
+            ),
+            {"n": LONG},
+        )
+        connection.execute(text("ANALYZE users, conversations, messages"))
+        yield connection
+        connection.rollback()
+    engine.dispose()
+
+
+def plan(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> str:
+    if params is None:
+        compiled = stmt.compile(dialect=conn.dialect)
+        sql, params = str(compiled), compiled.params
+        result = conn.exec_driver_sql("EXPLAIN " + sql, params)
+    else:
+        result = conn.execute(text("EXPLAIN " + stmt.text), params)
+    return "\n".join(row[0] for row in result)
+
+
+def assert_index_only(plan_text: str, index: str) -> None:
+    assert f"using {index}" in plan_text, plan_text
+    assert "Seq Scan" not in plan_text, plan_text
+    assert "Sort" not in plan_text, plan_text
+
+
+def test_recent_conversations_is_one_ordered_index_scan(conn: Connection) -> None:
+    stmt = _sql.list_conversations("u7", 21, None)
+    assert_index_only(plan(conn, stmt), "ix_conversations_user_id_updated_at")
+
+
+def test_next_page_of_conversations_uses_the_same_index(conn: Connection) -> None:
+    stmt = _sql.list_conversations("u7", 21, (utcnow(), 10**9))
+    assert_index_only(plan(conn, stmt), "ix_conversations_user_id_updated_at")
+
+
+def test_reading_a_conversation_in_order(conn: Connection) -> None:
+    stmt = _sql.select_messages("u2", 1)
+    assert_index_only(plan(conn, stmt), "uq_messages_conversation_position")
+
+
+def test_tail_of_a_conversation_is_a_backward_index_scan(conn: Connection) -> None:
+    stmt = _sql.select_messages("u2", 1, descending=True, limit=20)
+    text_plan = plan(conn, stmt)
+    assert_index_only(text_plan, "uq_messages_conversation_position")
+    assert "Backward" in text_plan
+
+
+def test_keyset_page_of_messages(conn: Connection) -> None:
+    stmt = _sql.select_messages("u2", 1, after=10, limit=11)
+    assert_index_only(plan(conn, stmt), "uq_messages_conversation_position")
+
+
+def test_append_locks_the_conversation_by_a_unique_index(conn: Connection) -> None:
+    params = _sql.pg_append_params("u2", 1, [], utcnow(), None)
+    text_plan = plan(conn, _sql.PG_APPEND, params)
+    assert (
+        "using conversations_pkey" in text_plan or "using uq_conversations_id_user_id" in text_plan
+    ), text_plan
+    assert "Seq Scan on conversations" not in text_plan
+
+
+def test_planner_knows_conversation_determines_user(conn: Connection) -> None:
+    """The extended statistics shipped by the migration give a sane row estimate."""
+    text_plan = plan(conn, _sql.select_messages("u2", 1))
+    estimate = int(text_plan.split("rows=")[1].split()[0])
+    assert estimate > LONG // 4, text_plan
+
+
+def test_erasing_a_users_messages_uses_the_user_index(conn: Connection) -> None:
+    stmt = text("DELETE FROM messages WHERE user_id = :u")
+    text_plan = plan(conn, stmt, {"u": "u3"})
+    assert "ix_messages_user_id_created_at" in text_plan, text_plan

@@ -1,0 +1,80 @@
+"""``convostore db verify``: passes on a migrated database, fails loudly otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from convostore import _sql
+from convostore.db import make_engine
+from convostore.verify import verify
+
+
+def test_verify_passes_and_leaves_nothing_behind(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        checks = verify(engine)
+        failed = [c for c in checks if not c.ok]
+        assert failed == []
+        names = {c.name for c in checks}
+        assert "message for a missing conversation" in names
+        assert "delete user cascades to conversations and messages" in names
+        assert "foreign key messages(conversation_id, user_id) -> conversations" in names
+        with engine.connect() as conn:
+            for table in (_sql.U, _sql.C, _sql.M):
+                assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_verify_reports_missing_tables(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        checks = verify(engine)
+    finally:
+        engine.dispose()
+    assert {c.name for c in checks if not c.ok} == {
+        "table users",
+        "table conversations",
+        "table messages",
+        "behaviour probes",
+    }
+
+
+def test_verify_detects_a_missing_cascade(db_url: str) -> None:
+    """A schema whose foreign key lost ON DELETE CASCADE is reported, not passed."""
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id")
+                conn.exec_driver_sql(
+                    "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id"
+                    " FOREIGN KEY (user_id) REFERENCES users (id)"
+                )
+                conn.commit()
+            else:
+                conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                conn.exec_driver_sql("DROP TABLE messages")
+                conn.exec_driver_sql(
+                    "CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id INTEGER"
+                    " NOT NULL REFERENCES conversations (id), user_id VARCHAR(255) NOT NULL,"
+                    " position INTEGER NOT NULL, role VARCHAR(20) NOT NULL, content TEXT NOT NULL,"
+                    " tool_calls JSON, tool_call_id VARCHAR(255), metadata JSON,"
+                    " client_key VARCHAR(255), created_at DATETIME NOT NULL)"
+                )
+                conn.commit()
+        engine.dispose()
+        engine = make_engine(db_url)
+        failed = {c.name for c in verify(engine) if not c.ok}
+        assert "foreign key messages(user_id) -> users" in failed
+    finally:
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id")
+                conn.exec_driver_sql(
+                    "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id FOREIGN KEY (user_id)"
+                    " REFERENCES users (id) ON DELETE CASCADE"
+                )
+        engine.dispose()
