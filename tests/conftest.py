@@ -1,8 +1,8 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL database for every test.
 
 Each test gets an isolated state: SQLite tests get a fresh copy of a migrated database
-file; PostgreSQL tests share one migrated database (``convostore_test``) that is truncated
-before each test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With
+file; PostgreSQL tests share one migrated database (``convostore_test_<pid>``, so two
+test runs on one server never touch each other's data) that is truncated before each test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With
 ``CI=true`` an unreachable PostgreSQL fails the run instead of skipping its tests.
 """
 
@@ -26,6 +26,7 @@ PG_SERVER_URL = os.environ.get(
     "CONVOSTORE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
 PG_TEST_DB = "convostore_test"
+_CREATED: list[str] = []
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -37,18 +38,33 @@ def _pg_unavailable(reason: str) -> None:
     pytest.skip(msg)
 
 
-def _create_pg_database(name: str) -> str:
-    """(Re)create database ``name`` on the test server and return its URL."""
+def _admin(statements: list[str]) -> None:
     admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any driver/connection failure means "not reachable"
-        _pg_unavailable(str(exc).splitlines()[0])
+            for statement in statements:
+                conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def _create_pg_database(name: str) -> str:
+    """(Re)create database ``name_<pid>`` on the test server and return its URL."""
+    name = f"{name}_{os.getpid()}"
+    try:
+        _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'])
+    except Exception as exc:  # any driver/connection failure means "not reachable"
+        _pg_unavailable(str(exc).splitlines()[0])
+    _CREATED.append(name)
     return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_pg_databases() -> Iterator[None]:
+    """Drop every database this run created, once the run is over."""
+    yield
+    if _CREATED:
+        _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in _CREATED])
 
 
 @pytest.fixture(scope="session")
