@@ -1,0 +1,51 @@
+"""``python -m benchmarks [--backend sqlite|postgresql|all] [--quick] [--scale] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks.data import BACKENDS, Backend
+from benchmarks.workloads import Plan
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a few minutes)")
+    parser.add_argument(
+        "--scale", action="store_true", help="grow to 1M rows and show W4/W5 stay flat (+ plot)"
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=1_000_000, help="largest step of the scale run"
+    )
+    parser.add_argument(
+        "--no-alternatives", action="store_true", help="skip LangChain and the Agents SDK"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    backends: list[Backend] = list(BACKENDS) if args.backend == "all" else [args.backend]
+    if args.scale:
+        from benchmarks.scale import main_scale
+
+        main_scale(backends, args.out, max_rows=args.max_rows, quick=args.quick)
+        return 0
+    from benchmarks.run import main_run
+
+    plan = Plan.quick() if args.quick else Plan()
+    rows = main_run(
+        backends, plan, args.out, quick=args.quick, alternatives=not args.no_alternatives
+    )
+    wrong = [r for r in rows if "WRONG" in r.status]
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
