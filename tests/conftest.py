@@ -2,8 +2,9 @@
 
 Each test gets an isolated state: SQLite tests get a fresh copy of a migrated database
 file; PostgreSQL tests share one migrated database (``convostore_test_<pid>``, so two
-test runs on one server never touch each other's data) that is truncated before each test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With
-``CI=true`` an unreachable PostgreSQL fails the run instead of skipping its tests.
+test runs on one server never touch each other's data) that is truncated before each
+test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With ``CI=true`` an
+unreachable PostgreSQL fails the run instead of skipping its tests.
 """
 
 from __future__ import annotations

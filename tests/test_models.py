@@ -278,3 +278,26 @@ def test_seed_scenario_thousand_messages_in_order(store: Store) -> None:
     assert [m.content for m in msgs] == [f"Message {i}" for i in range(1000)]
     assert [m.position for m in msgs] == list(range(1, 1001))
     assert store.get_conversation("perf-user", conv.id).message_count == 1000
+
+
+def test_absent_json_is_sql_null(store: Store) -> None:
+    """``None`` in a JSON column is SQL NULL, not the JSON text 'null' (IS NULL finds it)."""
+    conv = store.create_conversation("alice", messages=[{"role": "user", "content": "hi"}])
+    with store.engine.connect() as conn:
+        nulls = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM conversations WHERE metadata IS NULL),"
+                " (SELECT count(*) FROM messages WHERE tool_calls IS NULL AND metadata IS NULL)"
+            )
+        ).one()
+    assert tuple(nulls) == (1, 1)
+    assert store.get_conversation("alice", conv.id).metadata is None
+
+
+def test_ids_are_never_reused_after_a_pop(store: Store) -> None:
+    conv = store.create_conversation("alice", messages=[{"role": "user", "content": "a"}])
+    last = store.append_message("alice", conv.id, {"role": "user", "content": "b"})
+    store.pop_message("alice", conv.id)
+    again = store.append_message("alice", conv.id, {"role": "user", "content": "c"})
+    assert again.position == last.position
+    assert again.id > last.id

@@ -63,4 +63,6 @@ def test_reads_are_one_round_trip(pg_store: Store) -> None:
     assert round_trips(pg_store, lambda: pg_store.get_messages("alice", conv.id)) == 1
     assert round_trips(pg_store, lambda: pg_store.last_messages("alice", conv.id, 20)) == 1
     assert round_trips(pg_store, lambda: pg_store.list_conversations("alice", limit=20)) == 1
-    assert round_trips(pg_store, lambda: pg_store.get_history("alice", conv.id, max_messages=20)) == 1
+    assert (
+        round_trips(pg_store, lambda: pg_store.get_history("alice", conv.id, max_messages=20)) == 1
+    )

@@ -17,6 +17,7 @@ from convostore.errors import (
     ConvostoreError,
     MissingExtraError,
     NotFoundError,
+    UnavailableError,
     ValidationError,
 )
 from convostore.history import TokenCounter, approximate_tokens
@@ -42,6 +43,7 @@ __all__ = [
     "Page",
     "Store",
     "TokenCounter",
+    "UnavailableError",
     "User",
     "ValidationError",
     "__version__",

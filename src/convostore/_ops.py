@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy import Select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
 from convostore import _sql
 from convostore.errors import NotFoundError, ValidationError
@@ -26,6 +28,7 @@ from convostore.schemas import (
     MessagePublic,
     Order,
     Page,
+    construct_trusted,
     validate_limit,
     validate_message,
     validate_messages,
@@ -87,32 +90,53 @@ _CONV_FIELDS = tuple(c.key for c in _sql.CONVERSATION_COLUMNS)
 _MSG_FIELDS = tuple("key" if c.key == "client_key" else c.key for c in _sql.MESSAGE_COLUMNS)
 
 
-def _conversation(row: Row[Any]) -> ConversationPublic:
+def _conversation(row: Sequence[Any]) -> ConversationPublic:
     # Rows come from our own tables: no re-validation, just a typed container.
-    return ConversationPublic.model_construct(**dict(zip(_CONV_FIELDS, row, strict=True)))
+    return construct_trusted(ConversationPublic, dict(zip(_CONV_FIELDS, row, strict=True)))
 
 
-def _message(row: Row[Any]) -> MessagePublic:
-    return MessagePublic.model_construct(**dict(zip(_MSG_FIELDS, row, strict=True)))
+def _message(row: Sequence[Any]) -> MessagePublic:
+    return construct_trusted(MessagePublic, dict(zip(_MSG_FIELDS, row, strict=True)))
+
+
+def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a prebuilt SELECT on the DB-API cursor of the operation's connection.
+
+    Same SQL, parameters and type conversions as ``tx.conn.execute``, without the
+    per-execution overhead that dominates short reads (see ``_sql.CompiledRead``).
+    """
+    query = _sql.compiled_read(stmt, tx.conn.dialect)
+    cursor = tx.conn.connection.cursor()
+    try:
+        cursor.execute(query.sql, query.params(params))
+        return query.records(cursor.fetchall())
+    except tx.conn.dialect.loaded_dbapi.Error as exc:
+        # Wrap like SQLAlchemy would, so the stores translate it in their one place.
+        raise sa_exc.DBAPIError.instance(
+            query.sql, params, exc, tx.conn.dialect.loaded_dbapi.Error
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _conversation_id(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError("conversation_id", "must be an integer")
+    if not -(2**63) <= value < 2**63:
+        # Beyond any id column: cannot exist (and would overflow SQLite's driver).
+        raise NotFoundError("conversation", value)
     return value
 
 
 def _require_conversation(
     tx: Tx, user_id: str, conversation_id: int, *, lock: bool = False
 ) -> ConversationPublic:
-    stmt = _sql.select_conversation(user_id, conversation_id)
-    if lock:
-        # Serialise with concurrent appenders (SQLite's BEGIN IMMEDIATE already does).
-        stmt = stmt.with_for_update()
-    row = tx.conn.execute(stmt).first()
-    if row is None:
+    # Locking serialises with concurrent appenders (SQLite's BEGIN IMMEDIATE already does).
+    stmt = _sql.CONVERSATION_BY_ID_FOR_UPDATE if lock else _sql.CONVERSATION_BY_ID
+    rows = _read(tx, stmt, {"cid": conversation_id, "uid": user_id})
+    if not rows:
         raise NotFoundError("conversation", conversation_id)
-    return _conversation(row)
+    return construct_trusted(ConversationPublic, rows[0])
 
 
 def derive_title(messages: Sequence[MessageCreate]) -> str | None:
@@ -188,8 +212,9 @@ def list_conversations(
     """``user_id``'s conversations, most recently active first (keyset pagination)."""
     validate_limit(limit, maximum=MAX_CONVERSATION_PAGE)
     after = _sql.decode_cursor(cursor) if cursor else None
-    rows = tx.conn.execute(_sql.list_conversations(user_id, limit + 1, after)).all()
-    data = [_conversation(r) for r in rows[:limit]]
+    stmt = _sql.conversations_query(paged=after is not None)
+    rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after))
+    data = [construct_trusted(ConversationPublic, r) for r in rows[:limit]]
     has_more = len(rows) > limit
     last = data[-1] if data else None
     next_cursor = _sql.encode_cursor(last.updated_at, last.id) if has_more and last else None
@@ -250,37 +275,47 @@ def _append(
         auto_title = derive_title(new) if tx.config.auto_title else None
         if tx.pg:
             params = _sql.pg_append_params(user_id, conversation_id, new, now, auto_title)
+            # RETURNING order is not guaranteed by SQL: pair ids with messages by position.
             ids = tx.conn.execute(_sql.PG_APPEND, params).all()
+            ids = sorted(ids, key=lambda r: r[1])
             if not ids:
                 raise NotFoundError("conversation", conversation_id)
             base = ids[0][1] - 1
         else:
-            bump = _sql.bump_conversation(user_id, conversation_id, len(new), now, auto_title)
-            count = tx.conn.execute(bump).scalar()
+            bump = {
+                "cid": conversation_id,
+                "uid": user_id,
+                "n": len(new),
+                "now": now,
+                "auto_title": auto_title,
+            }
+            count = tx.conn.execute(_sql.BUMP_CONVERSATION, bump).scalar()
             if count is None:
                 raise NotFoundError("conversation", conversation_id)
             base = count - len(new)
             rows = _sql.message_rows(user_id, conversation_id, base, new, now)
-            ids = tx.conn.execute(_sql.insert_messages(), rows).all()
+            ids = tx.conn.execute(_sql.INSERT_MESSAGES, rows).all()
         for i, (m, row) in enumerate(zip(new, ids, strict=True), start=1):
-            stored[id(m)] = MessagePublic.model_construct(
-                id=row[0],
-                conversation_id=conversation_id,
-                user_id=user_id,
-                position=base + i,
-                role=m.role.value,
-                content=m.content,
-                tool_calls=m.tool_calls,
-                tool_call_id=m.tool_call_id,
-                metadata=m.metadata,
-                key=m.key,
-                created_at=now,
+            stored[id(m)] = construct_trusted(
+                MessagePublic,
+                {
+                    "id": row[0],
+                    "conversation_id": conversation_id,
+                    "user_id": user_id,
+                    "position": base + i,
+                    "role": m.role.value,
+                    "content": m.content,
+                    "tool_calls": m.tool_calls,
+                    "tool_call_id": m.tool_call_id,
+                    "metadata": m.metadata,
+                    "key": m.key,
+                    "created_at": now,
+                },
             )
     elif not existing:
         _require_conversation(tx, user_id, conversation_id)
     return [
-        existing[m.key] if m.key is not None and m.key in existing else stored[id(m)]
-        for m in items
+        existing[m.key] if m.key is not None and m.key in existing else stored[id(m)] for m in items
     ]
 
 
@@ -311,14 +346,12 @@ def append_messages(
     return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), items)
 
 
-def _select(
-    tx: Tx, user_id: str, conversation_id: int, **kwargs: Any
-) -> list[MessagePublic]:
-    rows = tx.conn.execute(_sql.select_messages(user_id, conversation_id, **kwargs)).all()
+def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[MessagePublic]:
+    rows = _read(tx, *_sql.messages_params(user_id, conversation_id, **kwargs))
     if not rows:
         # An empty answer is ambiguous: an empty page, or not this user's conversation.
         _require_conversation(tx, user_id, conversation_id)
-    return [_message(r) for r in rows]
+    return [construct_trusted(MessagePublic, r) for r in rows]
 
 
 @operation(Mode.READ)
@@ -372,7 +405,9 @@ def last_messages(tx: Tx, user_id: str, conversation_id: int, n: int) -> list[Me
     return rows
 
 
-def _newest_first(tx: Tx, user_id: str, conversation_id: int, chunk: int) -> Iterator[MessagePublic]:
+def _newest_first(
+    tx: Tx, user_id: str, conversation_id: int, chunk: int
+) -> Iterator[MessagePublic]:
     before: int | None = None
     while True:
         rows = _select(tx, user_id, conversation_id, before=before, descending=True, limit=chunk)
@@ -395,7 +430,7 @@ def get_history(
 ) -> list[ChatMessage]:
     """The model-ready window: the newest messages that fit, oldest first, chat format.
 
-    ``max_messages`` counts stored messages; ``max_tokens`` counts everything sent,
+    ``max_messages`` caps the messages returned; ``max_tokens`` counts everything sent,
     including the pinned ``system_prompt`` (always first, always kept). An assistant tool
     call and its results are kept or dropped together; orphan tool results are skipped.
     """
@@ -403,6 +438,8 @@ def get_history(
         validate_limit(max_messages, maximum=1_000_000, field="max_messages")
     if max_tokens is not None:
         validate_limit(max_tokens, maximum=10_000_000, field="max_tokens")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ValidationError("system_prompt", "must be a string")
     counter = token_counter or tx.config.token_counter
     head: list[ChatMessage] = []
     if system_prompt is not None:
@@ -433,7 +470,8 @@ def delete_messages_after(
 ) -> list[MessagePublic]:
     """Delete every message after ``position`` (regenerate / edit flows); returns them."""
     keep = validate_position(position, "position")
-    assert keep is not None
+    if keep is None:
+        raise ValidationError("position", "must be an integer")
     return _truncate(tx, user_id, _conversation_id(conversation_id), keep=keep)
 
 

@@ -11,7 +11,9 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -29,23 +31,24 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
     select,
     text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.sql.elements import ColumnElement
 
 from convostore.errors import ValidationError
-from convostore.models import Conversation, Message, User
+from convostore.models import conversations_table, messages_table, users_table
 from convostore.schemas import MessageCreate
 from convostore.types import UTCDateTime
 
-U = User.__table__
-C = Conversation.__table__
-M = Message.__table__
+U = users_table
+C = conversations_table
+M = messages_table
 
 CONVERSATION_COLUMNS = (
     C.c.id,
@@ -114,19 +117,57 @@ def owned(user_id: str, conversation_id: int) -> tuple[ColumnElement[bool], ...]
     return (C.c.id == conversation_id, C.c.user_id == user_id)
 
 
+# The hot statements are built once, with bind parameters, and reused: building a
+# statement and walking it for SQLAlchemy's cache key cost more than the query itself.
+
+#: One conversation of its owner (params: ``cid``, ``uid``).
+CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
+    C.c.id == bindparam("cid", type_=BigInteger()), C.c.user_id == bindparam("uid", type_=String())
+)
+
+
+CONVERSATION_BY_ID_FOR_UPDATE: Select[Any] = CONVERSATION_BY_ID.with_for_update()
+
+
 def select_conversation(user_id: str, conversation_id: int) -> Select[Any]:
-    return select(*CONVERSATION_COLUMNS).where(*owned(user_id, conversation_id))
+    """:data:`CONVERSATION_BY_ID` with its values bound (for one-off use)."""
+    return CONVERSATION_BY_ID.params(cid=conversation_id, uid=user_id)
 
 
-def list_conversations(user_id: str, limit: int, cursor: tuple[datetime, int] | None) -> Select[Any]:
-    """Most recently active first; keyset on ``(updated_at, id)`` served by one index."""
-    stmt = select(*CONVERSATION_COLUMNS).where(C.c.user_id == user_id)
-    if cursor is not None:
+@cache
+def conversations_query(*, paged: bool) -> Select[Any]:
+    """Most recently active first; keyset on ``(updated_at, id)`` served by one index.
+
+    Params: ``uid``, ``lim`` and, when ``paged``, the cursor's ``ts`` and ``cursor_id``.
+    """
+    stmt = select(*CONVERSATION_COLUMNS).where(C.c.user_id == bindparam("uid", type_=String()))
+    if paged:
         stmt = stmt.where(
             tuple_(C.c.updated_at, C.c.id)
-            < tuple_(literal(cursor[0], UTCDateTime()), literal(cursor[1], BigInteger()))
+            < tuple_(
+                bindparam("ts", type_=UTCDateTime()), bindparam("cursor_id", type_=BigInteger())
+            )
         )
-    return stmt.order_by(C.c.updated_at.desc(), C.c.id.desc()).limit(limit)
+    return stmt.order_by(C.c.updated_at.desc(), C.c.id.desc()).limit(
+        bindparam("lim", type_=Integer())
+    )
+
+
+def conversations_params(
+    user_id: str, limit: int, cursor: tuple[datetime, int] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"uid": user_id, "lim": limit}
+    if cursor is not None:
+        params["ts"], params["cursor_id"] = cursor
+    return params
+
+
+def list_conversations(
+    user_id: str, limit: int, cursor: tuple[datetime, int] | None
+) -> Select[Any]:
+    """:func:`conversations_query` with its values bound (for one-off use and EXPLAIN)."""
+    stmt = conversations_query(paged=cursor is not None)
+    return stmt.params(**conversations_params(user_id, limit, cursor))
 
 
 def update_conversation(user_id: str, conversation_id: int, values: dict[str, Any]) -> Update:
@@ -153,7 +194,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
         moment = datetime.fromisoformat(stamp)
-        if not isinstance(ident, int) or moment.tzinfo is None:
+        if isinstance(ident, bool) or not isinstance(ident, int) or moment.tzinfo is None:
+            raise ValueError
+        if not -(2**63) <= ident < 2**63:  # no such id; SQLite's driver would overflow
             raise ValueError
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor", "is not a cursor returned by this API") from None
@@ -184,6 +227,7 @@ SELECT conv.id, conv.user_id, conv.base + v.ord, v.role, v.content,
        unnest(CAST(:roles AS TEXT[]), CAST(:contents AS TEXT[]), CAST(:tool_calls AS TEXT[]),
               CAST(:tool_call_ids AS TEXT[]), CAST(:metas AS TEXT[]), CAST(:keys AS TEXT[]))
        WITH ORDINALITY AS v(role, content, tool_calls, tool_call_id, metadata, client_key, ord)
+ ORDER BY v.ord
 RETURNING id, position
 """
 ).bindparams(
@@ -226,24 +270,24 @@ def pg_append_params(
     }
 
 
-def bump_conversation(
-    user_id: str, conversation_id: int, n: int, now: datetime, auto_title: str | None
-) -> Update:
-    """SQLite half of an append: reserve positions; returns the new ``message_count``."""
-    values: dict[str, Any] = {"message_count": C.c.message_count + n, "updated_at": now}
-    if auto_title is not None:
-        values["title"] = func.coalesce(C.c.title, auto_title)
-    return (
-        update(C)
-        .where(*owned(user_id, conversation_id))
-        .values(**values)
-        .returning(C.c.message_count)
+#: SQLite half of an append: reserve ``n`` positions, returning the new ``message_count``
+#: (params: ``cid``, ``uid``, ``n``, ``now``, ``auto_title``).
+BUMP_CONVERSATION: Update = (
+    update(C)
+    .where(
+        C.c.id == bindparam("cid", type_=BigInteger()),
+        C.c.user_id == bindparam("uid", type_=String()),
     )
+    .values(
+        message_count=C.c.message_count + bindparam("n", type_=Integer()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        title=func.coalesce(C.c.title, bindparam("auto_title", type_=String())),
+    )
+    .returning(C.c.message_count)
+)
 
-
-def insert_messages() -> Insert:
-    """SQLite half of an append: the rows, ids returned in parameter order."""
-    return insert(M).returning(M.c.id, sort_by_parameter_order=True)
+#: SQLite half of an append: the rows (see :func:`message_rows`), ids in parameter order.
+INSERT_MESSAGES: Insert = insert(M).returning(M.c.id, sort_by_parameter_order=True)
 
 
 def message_rows(
@@ -266,6 +310,52 @@ def message_rows(
     ]
 
 
+@cache
+def messages_query(*, after: bool, before: bool, descending: bool, limited: bool) -> Select[Any]:
+    """A conversation's messages by position: an index range scan on (conversation_id, position).
+
+    Params: ``cid``, ``uid`` and, as flagged, ``after``, ``before``, ``lim``.
+    """
+    stmt = select(*MESSAGE_COLUMNS).where(
+        M.c.conversation_id == bindparam("cid", type_=BigInteger()),
+        M.c.user_id == bindparam("uid", type_=String()),
+    )
+    if after:
+        stmt = stmt.where(M.c.position > bindparam("after", type_=Integer()))
+    if before:
+        stmt = stmt.where(M.c.position < bindparam("before", type_=Integer()))
+    stmt = stmt.order_by(M.c.position.desc() if descending else M.c.position)
+    if limited:
+        stmt = stmt.limit(bindparam("lim", type_=Integer()))
+    return stmt
+
+
+def messages_params(
+    user_id: str,
+    conversation_id: int,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The prebuilt statement for these options, and its parameters."""
+    stmt = messages_query(
+        after=after is not None,
+        before=before is not None,
+        descending=descending,
+        limited=limit is not None,
+    )
+    params: dict[str, Any] = {"cid": conversation_id, "uid": user_id}
+    if after is not None:
+        params["after"] = after
+    if before is not None:
+        params["before"] = before
+    if limit is not None:
+        params["lim"] = limit
+    return stmt, params
+
+
 def select_messages(
     user_id: str,
     conversation_id: int,
@@ -275,18 +365,80 @@ def select_messages(
     descending: bool = False,
     limit: int | None = None,
 ) -> Select[Any]:
-    """A conversation's messages by position (index range scan on (conversation_id, position))."""
-    stmt = select(*MESSAGE_COLUMNS).where(
-        M.c.conversation_id == conversation_id, M.c.user_id == user_id
+    """:func:`messages_query` with its values bound (for one-off use and EXPLAIN)."""
+    stmt, params = messages_params(
+        user_id, conversation_id, after=after, before=before, descending=descending, limit=limit
     )
-    if after is not None:
-        stmt = stmt.where(M.c.position > after)
-    if before is not None:
-        stmt = stmt.where(M.c.position < before)
-    stmt = stmt.order_by(M.c.position.desc() if descending else M.c.position)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return stmt
+    return stmt.params(**params)
+
+
+# ------------------------------------------------------------------ compiled reads
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRead:
+    """A prebuilt SELECT compiled once for a dialect, to run on the DB-API cursor.
+
+    The hot reads skip SQLAlchemy's per-execution work (compiled-cache lookup, result
+    metadata, Row objects) but keep its SQL and its type processing: parameters and
+    columns go through the same bind/result processors SQLAlchemy would apply.
+    """
+
+    sql: str
+    positional: tuple[str, ...] | None
+    defaults: dict[str, Any]  # values SQLAlchemy bound itself, e.g. SQLite's "OFFSET 0"
+    binds: dict[str, Any]
+    fields: tuple[str, ...]  # output names, one per selected column
+    converters: tuple[tuple[int, str, Any], ...]  # (index, name, result processor)
+
+    def params(self, values: dict[str, Any]) -> Any:
+        merged = {**self.defaults, **values}
+        processed = {
+            k: (p(v) if (p := self.binds.get(k)) is not None else v) for k, v in merged.items()
+        }
+        if self.positional is None:
+            return processed
+        return [processed[name] for name in self.positional]
+
+    def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""
+        fields, converters = self.fields, self.converters
+        out = []
+        for row in rows:
+            record = dict(zip(fields, row, strict=True))
+            for index, name, convert in converters:
+                value = row[index]
+                if value is not None:
+                    record[name] = convert(value)
+            out.append(record)
+        return out
+
+
+#: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).
+_FIELD_NAMES = {"client_key": "key"}
+_COMPILED: dict[tuple[int, int], CompiledRead] = {}
+
+
+def compiled_read(stmt: Select[Any], dialect: Dialect) -> CompiledRead:
+    """``stmt`` compiled for ``dialect`` (cached: statements here are module-level objects)."""
+    key = (id(stmt), id(dialect))
+    hit = _COMPILED.get(key)
+    if hit is None:
+        compiled = stmt.compile(dialect=dialect)
+        binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in compiled.binds.values()}
+        columns = list(stmt.selected_columns)
+        fields = tuple(_FIELD_NAMES.get(str(c.key), str(c.key)) for c in columns)
+        converters = tuple(
+            (i, fields[i], proc)
+            for i, c in enumerate(columns)
+            if (proc := c.type._cached_result_processor(dialect, None)) is not None
+        )
+        positional = tuple(compiled.positiontup) if compiled.positiontup else None
+        defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        hit = _COMPILED[key] = CompiledRead(
+            str(compiled), positional, defaults, binds, fields, converters
+        )
+    return hit
 
 
 def select_messages_by_key(user_id: str, conversation_id: int, keys: Sequence[str]) -> Select[Any]:
@@ -306,9 +458,84 @@ def truncate_conversation(user_id: str, conversation_id: int, keep: int, now: da
     )
 
 
-def delete_messages_after(conversation_id: int, position: int) -> Delete:
+def delete_messages_after(conversation_id: int, position: int) -> ReturningDelete[Any]:
     return (
         delete(M)
         .where(M.c.conversation_id == conversation_id, M.c.position > position)
         .returning(*MESSAGE_COLUMNS)
     )
+
+
+# ----------------------------------------------------------- export / import / stats (io.py)
+
+
+def export_conversations(user_id: str | None, after_id: int | None, limit: int) -> Select[Any]:
+    """Conversations by id (keyset), with the owner's ``created_at``, for streaming export."""
+    stmt = select(*CONVERSATION_COLUMNS, U.c.created_at.label("user_created_at")).join(
+        U, U.c.id == C.c.user_id
+    )
+    if user_id is not None:
+        stmt = stmt.where(C.c.user_id == user_id)
+    if after_id is not None:
+        stmt = stmt.where(C.c.id > after_id)
+    return stmt.order_by(C.c.id).limit(limit)
+
+
+def count_conversations(user_id: str | None) -> Select[Any]:
+    stmt = select(func.count()).select_from(C)
+    return stmt.where(C.c.user_id == user_id) if user_id is not None else stmt
+
+
+def conversation_exists(conversation_id: int) -> Select[Any]:
+    """Any user's conversation with this id (import keeps ids and must not collide)."""
+    return select(C.c.id).where(C.c.id == conversation_id)
+
+
+def import_conversation(values: dict[str, Any]) -> Insert:
+    """Insert a conversation exactly as exported (timestamps, counter, optionally its id)."""
+    return insert(C).values(**values).returning(C.c.id)
+
+
+def import_messages() -> Insert:
+    """Insert messages exactly as exported (positions, timestamps, keys); executemany."""
+    return insert(M)
+
+
+def pg_sync_id_sequences() -> list[TextClause]:
+    """After inserting explicit ids on PostgreSQL, move the id sequences past them."""
+    return [
+        text(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+        )
+        for table in ("conversations", "messages")
+    ]
+
+
+def table_counts() -> Select[Any]:
+    """Rows in users, conversations and messages, in one statement."""
+    return select(
+        select(func.count()).select_from(U).scalar_subquery().label("users"),
+        select(func.count()).select_from(C).scalar_subquery().label("conversations"),
+        select(func.count()).select_from(M).scalar_subquery().label("messages"),
+    )
+
+
+def pg_table_sizes() -> TextClause:
+    """Total on-disk size (table + indexes + TOAST) of each convostore table, in bytes."""
+    return text(
+        "SELECT t, pg_total_relation_size(to_regclass(t)) FROM "
+        "unnest(ARRAY['users', 'conversations', 'messages']) AS t"
+    )
+
+
+def sqlite_table_sizes() -> TextClause:
+    """Bytes per table including its indexes; needs SQLite's ``dbstat`` (may be absent)."""
+    return text(
+        "SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s JOIN sqlite_master m ON m.name = s.name "
+        "WHERE m.tbl_name IN ('users', 'conversations', 'messages') GROUP BY m.tbl_name"
+    )
+
+
+def pg_database_size() -> TextClause:
+    return text("SELECT pg_database_size(current_database())")

@@ -8,6 +8,8 @@ never both hold a read lock and deadlock on the upgrade to a write lock.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 from sqlalchemy import event
@@ -17,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from convostore.config import get_settings, normalize_url
 from convostore.errors import require_extra
 
-__all__ = ["WRITE_OPTION", "configure_engine", "make_async_engine", "make_engine"]
+__all__ = [
+    "WRITE_OPTION",
+    "configure_engine",
+    "make_async_engine",
+    "make_engine",
+    "sqlite_write_lock",
+]
 
 #: Execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``.
 WRITE_OPTION = "convostore_write"
@@ -56,8 +64,7 @@ def configure_engine(engine: Engine) -> Engine:
     setattr(engine, _CONFIGURED, True)
     memory = engine.url.database in (None, "", ":memory:")
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def set_up(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module so "begin" below decides.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -67,6 +74,15 @@ def configure_engine(engine: Engine) -> Engine:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+        record.info[_CONFIGURED] = True
+
+    event.listen(engine, "connect", set_up)
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A host engine may hold connections opened before we were handed it.
+        if not record.info.get(_CONFIGURED):
+            set_up(dbapi_connection, record)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -74,3 +90,21 @@ def configure_engine(engine: Engine) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
+    """The in-process lock of a SQLite file's writers (``None`` for other databases).
+
+    SQLite admits one writer at a time. Writers of this process queue on this lock instead
+    of meeting in SQLite's busy handler, which sleeps in steps of up to 100 ms and so
+    turns contention into idle time; other processes are still handled by busy_timeout.
+    """
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    key = os.path.realpath(str(engine.url.database))
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())

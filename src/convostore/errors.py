@@ -4,6 +4,7 @@
      +-- NotFoundError              a conversation/message/user that does not exist *for this user*
      +-- ValidationError            bad input; names the field and the rule broken
      +-- ConflictError              the request contradicts stored state
+     +-- UnavailableError           the database cannot be reached or stayed locked
      +-- ConfigurationError         bad settings (e.g. an unsupported DATABASE_URL)
           +-- MissingExtraError     an optional dependency is not installed; names the extra
 
@@ -21,6 +22,7 @@ __all__ = [
     "ConvostoreError",
     "MissingExtraError",
     "NotFoundError",
+    "UnavailableError",
     "ValidationError",
 ]
 
@@ -65,9 +67,23 @@ class ValidationError(ConvostoreError, ValueError):
 
 
 class ConflictError(ConvostoreError):
-    """The request contradicts what is stored (e.g. a concurrent change won)."""
+    """The request contradicts what is stored (e.g. a concurrent change won).
+
+    ``constraint`` names the database constraint involved, for logs; the message stays
+    generic because it may reach API clients.
+    """
 
     code = "conflict"
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class UnavailableError(ConvostoreError):
+    """The database could not be reached, or stayed locked past the busy timeout; retry."""
+
+    code = "unavailable"
 
 
 class ConfigurationError(ConvostoreError):

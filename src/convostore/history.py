@@ -37,22 +37,53 @@ def approximate_tokens(message: ChatMessage) -> int:
     return _PER_MESSAGE_OVERHEAD + math.ceil(chars / 4)
 
 
+def _is_call(msg: MessagePublic) -> bool:
+    return msg.role == "assistant" and bool(msg.tool_calls)
+
+
+def _call_unit(
+    calls_newest_first: list[MessagePublic], tools_newest_first: list[MessagePublic]
+) -> list[MessagePublic]:
+    """Adjacent tool-call messages (oldest first), then the results that answer them."""
+    calls = calls_newest_first[::-1]
+    ids = {c.get("id") for m in calls for c in m.tool_calls or () if isinstance(c, dict)}
+    # Results that answer none of these calls are orphans: never sent to the model.
+    return calls + [t for t in reversed(tools_newest_first) if t.tool_call_id in ids]
+
+
 def _units_newest_first(messages: Iterable[MessagePublic]) -> Iterator[list[MessagePublic]]:
-    """Group a newest-first stream into units, dropping orphan tool results."""
-    pending_tools: list[MessagePublic] = []
+    """Group a newest-first stream into units, dropping orphan tool results.
+
+    Adjacent assistant tool-call messages form one unit with their results: frameworks
+    such as the Agents SDK store parallel calls one message each.
+    """
+    calls: list[MessagePublic] = []
+    tools: list[MessagePublic] = []
     for msg in messages:
+        if calls and not _is_call(msg):
+            yield _call_unit(calls, tools)
+            calls, tools = [], []
         if msg.role == "tool":
-            pending_tools.append(msg)
-            continue
-        if msg.role == "assistant" and msg.tool_calls:
-            call_ids = {c.get("id") for c in msg.tool_calls if isinstance(c, dict)}
-            results = [t for t in reversed(pending_tools) if t.tool_call_id in call_ids]
-            pending_tools = []
-            yield [msg, *results]
-            continue
-        # Tool results not preceded by their call are orphans: never sent to the model.
-        pending_tools = []
-        yield [msg]
+            tools.append(msg)
+        elif _is_call(msg):
+            calls.append(msg)
+        else:
+            tools = []  # results before a plain message have lost their call
+            yield [msg]
+    if calls:
+        yield _call_unit(calls, tools)
+
+
+def _to_chat(unit: list[MessagePublic]) -> list[ChatMessage]:
+    """Chat format; a unit's tool calls become one assistant message, as the API expects."""
+    chat = [to_chat_message(m.role, m.content, m.tool_calls, m.tool_call_id) for m in unit]
+    n_calls = sum(1 for m in unit if _is_call(m))
+    if n_calls <= 1:
+        return chat
+    calls = unit[:n_calls]
+    content = "\n".join(m.content for m in calls if m.content)
+    merged = [c for m in calls for c in m.tool_calls or ()]
+    return [to_chat_message("assistant", content, merged, None), *chat[n_calls:]]
 
 
 def select_window(
@@ -64,14 +95,14 @@ def select_window(
 ) -> list[ChatMessage]:
     """The newest whole units that fit both limits, returned oldest first as chat dicts.
 
-    The input is consumed lazily, so the caller may page through the database and stop
-    as soon as the window is full.
+    ``max_messages`` caps the chat messages returned. The input is consumed lazily, so the
+    caller may page through the database and stop as soon as the window is full.
     """
     chosen: list[list[ChatMessage]] = []
     count = 0
     tokens = 0
     for unit in _units_newest_first(messages_newest_first):
-        chat = [to_chat_message(m.role, m.content, m.tool_calls, m.tool_call_id) for m in unit]
+        chat = _to_chat(unit)
         if max_messages is not None and count + len(chat) > max_messages:
             break
         if max_tokens is not None:

@@ -139,6 +139,8 @@ class Message(SQLModel, table=True):
         ),
         CheckConstraint(_ROLE_CHECK, name="ck_messages_role"),
         CheckConstraint("position >= 1", name="ck_messages_position"),
+        # Never hand out the id of a popped message again on SQLite.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))

@@ -9,6 +9,7 @@ any session, built without re-validation because the database already holds vali
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: Positions are a 32-bit INTEGER column on both databases.
+MAX_POSITION = 2**31 - 1
 Order = Literal["asc", "desc"]
 
 
@@ -114,7 +117,10 @@ def to_chat_message(
     role: str, content: str, tool_calls: list[dict[str, Any]] | None, tool_call_id: str | None
 ) -> ChatMessage:
     """The OpenAI chat format: ``content`` is null for a tool-call-only assistant turn."""
-    msg: ChatMessage = {"role": str(role), "content": content if content or not tool_calls else None}
+    msg: ChatMessage = {
+        "role": str(role),
+        "content": content if content or not tool_calls else None,
+    }
     if tool_calls:
         msg["tool_calls"] = tool_calls
     if tool_call_id is not None:
@@ -198,6 +204,19 @@ def check_text(field: str, value: str) -> None:
     """PostgreSQL text cannot hold NUL; refuse it on every database, with a clear error."""
     if "\x00" in value:
         raise ValidationError(field, "must not contain the NUL character (\\u0000)")
+    _check_encodable(field, value)
+
+
+def _check_encodable(field: str, value: str) -> None:
+    """Lone surrogates cannot be encoded to UTF-8: a clear error, not a driver crash."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "must be valid Unicode (no lone surrogates)") from None
+
+
+# A JSON \u0000 escape, not a literal backslash followed by "u0000" (that is "\\u0000").
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def check_json(field: str, value: Any) -> None:
@@ -205,11 +224,12 @@ def check_json(field: str, value: Any) -> None:
     if value is None:
         return
     try:
-        dumped = json.dumps(value, allow_nan=False)
+        dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
-    if "\\u0000" in dumped:
+    if _JSON_NUL.search(dumped):
         raise ValidationError(field, "must not contain the NUL character (\\u0000)")
+    _check_encodable(field, dumped)
 
 
 def validate_title(title: str | None, field: str = "title") -> str | None:
@@ -258,6 +278,8 @@ def validate_position(value: int | None, field: str) -> int | None:
         raise ValidationError(field, "must be an integer")
     if value < 0:
         raise ValidationError(field, "must be >= 0")
+    if value > MAX_POSITION:
+        raise ValidationError(field, f"must be <= {MAX_POSITION}")
     return value
 
 
@@ -269,3 +291,28 @@ def validate_metadata(value: Any, field: str = "metadata") -> dict[str, Any] | N
         raise ValidationError(field, "must be a JSON object")
     check_json(field, value)
     return value
+
+
+# ------------------------------------------------------------------------ fast build
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+
+
+def construct_trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
+    """Build ``cls`` from a complete dict of values the database already holds valid.
+
+    Same result as ``cls.model_construct(**values)`` when every field is given, without its
+    per-field default handling: reading a 1,000-message conversation spends most of its
+    Python time building these objects, and this is ~10x cheaper.
+    """
+    obj = cls.__new__(cls)
+    fields_set = _FIELDS_SET.get(cls)
+    if fields_set is None:
+        fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
+    # Shared on purpose: every field is set, so pydantic never has anything to add to it.
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj

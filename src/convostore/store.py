@@ -17,9 +17,10 @@ missing one.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -30,8 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from convostore import _ops
 from convostore._ops import MODES, Mode, StoreConfig, Tx
 from convostore.config import get_settings
-from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
-from convostore.errors import ConflictError, ValidationError
+from convostore.db import (
+    WRITE_OPTION,
+    configure_engine,
+    make_async_engine,
+    make_engine,
+    sqlite_write_lock,
+)
+from convostore.errors import ConflictError, UnavailableError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens
 
 __all__ = ["AsyncStore", "Store"]
@@ -40,6 +47,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _KEY_INDEX = "uq_messages_conversation_client_key"
+# Each retry of a keyed append is caused by a concurrent writer storing one of its keys,
+# which the next attempt then finds: a few attempts cover overlapping retried batches.
+_ATTEMPTS = 8
 
 
 def _constraint_of(exc: sa_exc.IntegrityError) -> str:
@@ -63,10 +73,26 @@ def _translated(*, may_retry: bool) -> Iterator[None]:
         if may_retry and _is_key_race(exc):
             raise _Retry from exc
         raise ConflictError(
-            f"the change conflicts with stored data ({_constraint_of(exc)})"
+            "the change conflicts with stored data", constraint=_constraint_of(exc)
         ) from exc
     except sa_exc.DataError as exc:
         raise ValidationError("body", f"rejected by the database: {exc.orig}") from exc
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        if not _is_unavailable(exc):
+            raise
+        raise UnavailableError(f"the database is unavailable: {exc.orig}") from exc
+
+
+def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:
+    """Connection loss or a lock that outlived the busy timeout, not a broken schema.
+
+    sqlite3 raises OperationalError for "no such table" too: that one is a bug or a
+    missing migration, and must not masquerade as a transient outage.
+    """
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        text = str(exc.orig).lower()
+        return "locked" in text or "unable to open" in text or "busy" in text
+    return True
 
 
 class _Retry(Exception):
@@ -124,13 +150,12 @@ class _Base:
             token_counter=token_counter or approximate_tokens,
         )
 
-    def _plan(self, op: Callable[..., Any]) -> tuple[bool, bool]:
-        """(transaction?, write?) for ``op`` on this dialect."""
+    def _in_transaction(self, op: Callable[..., Any]) -> bool:
+        """Whether ``op`` needs a (write) transaction on this dialect."""
         mode = MODES[op.__name__]
-        if self._pg and mode is not Mode.WRITE:
-            # One statement is atomic by itself: autocommit saves the BEGIN/COMMIT trips.
-            return False, False
-        return True, mode is not Mode.READ
+        # Reads are single statements; on PostgreSQL so is every STATEMENT-mode write, and
+        # one statement is atomic by itself: autocommit saves the BEGIN/COMMIT round trips.
+        return not (mode is Mode.READ or (self._pg and mode is Mode.STATEMENT))
 
 
 class Store(_Base):
@@ -155,19 +180,29 @@ class Store(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
+        )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._write_lock = sqlite_write_lock(self.engine)
 
-    def _connect(self, op: Callable[..., Any]) -> AbstractContextManager[Connection]:
-        transaction, write = self._plan(op)
-        if not transaction:
-            return self._autocommit.connect()
-        return (self._writer if write else self.engine).begin()
+    @contextmanager
+    def _connect(self, op: Callable[..., Any]) -> Iterator[Connection]:
+        if not self._in_transaction(op):
+            with self._autocommit.connect() as conn:
+                yield conn
+        elif self._write_lock is not None:
+            with self._write_lock, self._writer.begin() as conn:
+                yield conn
+        else:
+            with self._writer.begin() as conn:
+                yield conn
 
     def _call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(2):
+        for attempt in range(_ATTEMPTS):
             try:
-                with _translated(may_retry=attempt == 0), self._connect(op) as conn:
+                with _translated(may_retry=attempt < _ATTEMPTS - 1), self._connect(op) as conn:
                     return op(Tx(conn, self._pg, self.config), *args, **kwargs)
             except _Retry:
                 continue
@@ -239,21 +274,39 @@ class AsyncStore(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
+        )
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # SQLite has no network to wait on: aiosqlite would hop to its thread for every
+        # statement, fetch and commit. Running the sync implementation in a worker thread
+        # costs one hop per operation instead (and shares the in-process write lock). A
+        # host's own engine is used as given, so that its pool really is shared.
+        self._threaded: Store | None = None
+        if not self._pg and self._owns_engine:
+            self._threaded = Store(
+                self.engine.url.set(drivername="sqlite+pysqlite"),
+                max_content_length=self.config.max_content_length,
+                auto_title=auto_title,
+                token_counter=token_counter,
+                **engine_kwargs,
+            )
 
     def _connect(self, op: Callable[..., Any]) -> AbstractAsyncContextManager[AsyncConnection]:
-        transaction, write = self._plan(op)
-        if not transaction:
+        if not self._in_transaction(op):
             return self._autocommit.connect()
-        return (self._writer if write else self.engine).begin()
+        return self._writer.begin()
 
     async def _call(
         self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        for attempt in range(2):
+        threaded = self._threaded
+        if threaded is not None:
+            return await asyncio.to_thread(lambda: threaded._call(op, *args, **kwargs))
+        for attempt in range(_ATTEMPTS):
             try:
-                with _translated(may_retry=attempt == 0):
+                with _translated(may_retry=attempt < _ATTEMPTS - 1):
                     async with self._connect(op) as conn:
                         return await _run(conn, op, (self._pg, self.config), *args, **kwargs)
             except _Retry:
@@ -262,13 +315,18 @@ class AsyncStore(_Base):
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
+        if self._threaded is not None:
+            await asyncio.to_thread(self._threaded.migrate, revision)
+            return
         from convostore.migrate import upgrade_connection
 
-        async with self.engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.run_sync(upgrade_connection, revision)
 
     async def aclose(self) -> None:
-        """Release the connection pool (only if this store created the engine)."""
+        """Release the connection pools (the engine only if this store created it)."""
+        if self._threaded is not None:
+            self._threaded.close()
         if self._owns_engine:
             await self.engine.dispose()
 

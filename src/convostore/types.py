@@ -10,8 +10,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-#: JSON everywhere, JSONB (binary, indexable) on PostgreSQL.
-JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+#: JSON everywhere, JSONB (binary, indexable) on PostgreSQL. Python ``None`` is SQL NULL
+#: (not the JSON text ``null``), so ``IS NULL`` finds it and nothing is serialised for it.
+JSONType: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -245,12 +245,6 @@ def answered_in_place(history: list[dict[str, Any]]) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="convostore.history treats each assistant tool-call message as its own unit: "
-    "parallel calls stored one per row (one SDK item each) lose all but the last result "
-    "and are not merged into one assistant message (see the adapter report)",
-)
 async def test_history_keeps_parallel_calls_stored_one_per_row(astore: AsyncStore) -> None:
     conv = await astore.create_conversation(ALICE)
     await run_script(

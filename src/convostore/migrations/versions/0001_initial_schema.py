@@ -77,6 +77,7 @@ def upgrade() -> None:
             "role IN ('user', 'assistant', 'system', 'tool')", name="ck_messages_role"
         ),
         sa.CheckConstraint("position >= 1", name="ck_messages_position"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_messages_user_id_created_at", "messages", ["user_id", "created_at"])
     op.create_index(
