@@ -21,9 +21,8 @@ setup: $(STAMP) ## Create .venv and install convostore with every extra and the 
 postgres: ## Start (or install) the local PostgreSQL the tests use
 	@bash scripts/ensure-postgres.sh
 
-run: setup ## Migrate the embedded SQLite database and verify it
-	$(BIN)/convostore db upgrade
-	$(BIN)/convostore db verify
+run: setup ## Migrate the embedded SQLite database and serve the REST API on http://$(HOST):$(PORT)
+	$(BIN)/convostore serve --migrate --host $(HOST) --port $(PORT) $(if $(JWT_SECRET_KEY),,--dev)
 
 test: setup postgres ## Run the whole test suite on SQLite and PostgreSQL
 	$(BIN)/pytest
@@ -37,4 +36,10 @@ format: setup ## Format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-.PHONY: help setup postgres run test lint format
+bench: setup postgres ## Benchmarks: convostore vs raw SQL and the alternatives (~10 min)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+bench-scale: setup postgres ## Benchmarks: W4/W5 stay flat as data grows to 1M rows (+ plot)
+	$(BIN)/python -m benchmarks --scale $(BENCH_ARGS)
+
+.PHONY: help setup postgres run test lint format bench bench-scale

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from convostore.cli import db
+from convostore.cli import browse, db, serve, transfer
 
 app = typer.Typer(
     name="convostore",
@@ -17,6 +17,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")
+app.command()(serve.serve)
+app.command()(serve.token)
+app.add_typer(browse.conversations_app, name="conversations")
+app.add_typer(browse.messages_app, name="messages")
+app.command()(transfer.export)
+app.command("import")(transfer.import_)
+app.command()(transfer.stats)
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import exc as sa_exc
 
 from convostore.errors import ConvostoreError
 
@@ -33,5 +35,14 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except ConvostoreError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        # Escaped: messages name fields like "messages[0].content", which rich reads as markup.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except sa_exc.SQLAlchemyError as exc:
+        # Unreachable server, unmigrated database, ...: the driver's first line says which.
+        cause = getattr(exc, "orig", None) or exc
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        err_console.print(f"[red]database error:[/red] {escape(detail)}")
+        if "no such table" in detail or "does not exist" in detail:
+            err_console.print("is the schema migrated? run `convostore db upgrade`")
         raise typer.Exit(1) from None

@@ -1,0 +1,127 @@
+"""``convostore serve`` (the REST service) and ``convostore token`` (mint a JWT)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Annotated
+
+import typer
+
+from convostore.cli._common import DatabaseUrl, console, err_console, friendly_errors
+from convostore.config import Settings
+from convostore.errors import ConfigurationError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEV_USER = "alice"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = DEFAULT_PORT,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Bring the schema to head before serving.")
+    ] = False,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Development: without JWT_SECRET_KEY, generate a random secret for this process.",
+        ),
+    ] = False,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart on code changes (development only).")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the REST API (FastAPI on uvicorn). Needs JWT_SECRET_KEY unless --dev."""
+    with friendly_errors():
+        import uvicorn
+
+        from convostore.server.auth import check_algorithm, check_secret
+
+        if database_url:
+            os.environ["DATABASE_URL"] = database_url
+        settings = Settings()
+        check_algorithm(settings.jwt_algorithm)
+        generated: str | None = None
+        if settings.jwt_secret_key is None or not settings.jwt_secret_key.get_secret_value():
+            if not dev:
+                raise ConfigurationError(
+                    "JWT_SECRET_KEY is not set: refusing to start without a secret to verify "
+                    "tokens. Set it (e.g. `export JWT_SECRET_KEY=$(openssl rand -hex 32)`), "
+                    "or pass --dev for a throw-away secret"
+                )
+            generated = secrets.token_hex(32)
+            # Workers and the reloader are child processes: they read it from the environment.
+            os.environ["JWT_SECRET_KEY"] = generated
+        else:
+            check_secret(settings.jwt_secret_key.get_secret_value(), settings.jwt_algorithm)
+        _prepare_database(settings.database_url, migrate)
+    url = f"http://{host}:{port}"
+    console.print(f"convostore serving [bold]{url}[/bold]  (API docs: {url}/docs)")
+    if generated is not None:
+        console.print(
+            "[yellow]--dev:[/yellow] generated a random JWT secret for this process. "
+            "To mint a token, in another shell:"
+        )
+        typer.echo(f"  export JWT_SECRET_KEY={generated}")
+    else:
+        typer.echo("Mint a token (uses JWT_SECRET_KEY):")
+    typer.echo(f"  TOKEN=$(convostore token --user {DEV_USER})")
+    typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/conversations')
+    uvicorn.run(
+        "convostore.server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        log_level=log_level,
+    )
+
+
+def _prepare_database(url: str, migrate: bool) -> None:
+    """Migrate once, here, before any worker starts; otherwise warn if not at head."""
+    from convostore import migrate as migrations
+    from convostore.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        if migrate:
+            migrations.upgrade(engine)
+            console.print(f"database migrated to [bold]{migrations.head()}[/bold]")
+        elif migrations.current(engine) != migrations.head():
+            err_console.print(
+                "[yellow]warning:[/yellow] the database is not at the newest schema; "
+                "run `convostore db upgrade` or pass --migrate"
+            )
+    finally:
+        engine.dispose()
+
+
+def token(
+    user: Annotated[str, typer.Option("--user", help="User id to put in the token's `sub`.")],
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", min=1, help="Lifetime in seconds.")
+    ] = 3600,
+) -> None:
+    """Print a JWT for USER signed with JWT_SECRET_KEY (for curl and local testing)."""
+    with friendly_errors():
+        from convostore.server.auth import create_access_token
+
+        settings = Settings()
+        if settings.jwt_secret_key is None or not settings.jwt_secret_key.get_secret_value():
+            raise ConfigurationError(
+                "JWT_SECRET_KEY is not set (`convostore serve --dev` prints the one it generated)"
+            )
+        minted = create_access_token(
+            user,
+            secret=settings.jwt_secret_key.get_secret_value(),
+            algorithm=settings.jwt_algorithm,
+            expires_in=expires_in,
+        )
+    typer.echo(minted)

@@ -1,0 +1,275 @@
+"""JSON Lines export/import: exact round trips on both databases, skips with reasons."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from convostore import Store
+from convostore.db import make_engine
+from convostore.io import database_stats, export_jsonl, import_jsonl
+from convostore.migrate import upgrade
+
+TOOL_CALLS = [
+    {
+        "id": "call_é1",
+        "type": "function",
+        "function": {"name": "météo", "arguments": '{"ville": "Gent"}'},
+    }
+]
+
+
+def populate(store: Store) -> None:
+    """Two users, unicode everywhere, tool calls, keys, metadata, an empty conversation."""
+    a = store.create_conversation("alice", title="Voyage à Gand 🚲", metadata={"tags": ["π", 1]})
+    store.append_messages(
+        "alice",
+        a.id,
+        [
+            {"role": "system", "content": "Sois bref.\nLine two\u2028with separator"},
+            {"role": "user", "content": "Quel temps à Gand ? 🌧️", "key": "k-1"},
+            {"role": "assistant", "content": "", "tool_calls": TOOL_CALLS},
+            {"role": "tool", "content": '{"temp": 12}', "tool_call_id": "call_é1"},
+            {"role": "assistant", "content": "12 °C, pluie.", "metadata": {"model": "x", "n": 1.5}},
+        ],
+    )
+    store.create_conversation("alice")  # empty, untitled
+    b = store.create_conversation(
+        "bob ✓", messages=[{"role": "user", "content": "日本語のテキスト"}]
+    )
+    store.append_message("bob ✓", b.id, {"role": "assistant", "content": "はい"})
+    c = store.create_conversation(
+        "alice", messages=[{"role": "user", "content": f"m{i}"} for i in range(7)]
+    )
+    store.delete_messages_after("alice", c.id, 5)  # counter moved back: positions 1..5
+
+
+def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in a stable order, for exact comparison."""
+    with engine.connect() as conn:
+        return {
+            table: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
+            for table, order in (
+                ("users", "id"),
+                ("conversations", "id"),
+                ("messages", "conversation_id, position"),
+            )
+        }
+
+
+def export_text(engine: Engine, **kwargs: Any) -> str:
+    out = io.StringIO()
+    export_jsonl(engine, out, **kwargs)
+    return out.getvalue()
+
+
+@pytest.fixture
+def empty_db(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Callable[[str], str]:
+    """Factory: a migrated, empty database of the given backend."""
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            target = tmp_path / f"target-{len(list(tmp_path.iterdir()))}.db"
+            shutil.copyfile(sqlite_template, target)
+            return f"sqlite:///{target}"
+        url: str = request.getfixturevalue("pg_database")("convostore_io_target")
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+
+    return make
+
+
+@pytest.fixture
+def source(store: Store) -> Iterator[Engine]:
+    populate(store)
+    yield store.engine
+
+
+@pytest.mark.parametrize(
+    "target_backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_round_trip_is_exact(
+    source: Engine, empty_db: Callable[[str], str], target_backend: str, backend: str
+) -> None:
+    exported = export_text(source, batch_size=2)  # small pages: the keyset paging is exercised
+    lines = exported.splitlines()
+    assert len(lines) == 4
+    first = json.loads(lines[0])
+    assert first["title"] == "Voyage à Gand 🚲" and first["messages"][2]["tool_calls"] == TOOL_CALLS
+    assert "🌧️" in exported  # written as UTF-8, not \\u escapes
+
+    target = make_engine(empty_db(target_backend))
+    try:
+        report = import_jsonl(target, exported.splitlines(keepends=True))
+        assert (report.imported, report.messages, report.skipped) == (4, 12, [])
+        # A second export says the same (parsed: JSONB does not keep key order).
+        again = export_text(target).splitlines()
+        assert [json.loads(x) for x in again] == [json.loads(x) for x in lines]
+        if target_backend == backend:
+            assert dump(target) == dump(source)  # every column of every row
+        # Ids were kept and the id sequences moved past them: new rows do not collide.
+        with Store(target) as store:
+            new = store.create_conversation("alice", messages=[{"role": "user", "content": "new"}])
+            assert new.id > max(json.loads(x)["id"] for x in lines)
+            assert store.get_history("alice", first["id"])[1]["content"] == "Quel temps à Gand ? 🌧️"
+    finally:
+        target.dispose()
+
+
+def test_export_one_user(source: Engine) -> None:
+    lines = export_text(source, user_id="bob ✓").splitlines()
+    assert [json.loads(x)["user_id"] for x in lines] == ["bob ✓"]
+    assert export_text(source, user_id="nobody") == ""
+
+
+def test_export_reports_progress(source: Engine) -> None:
+    calls: list[int] = []
+    export_jsonl(source, io.StringIO(), progress=calls.append)
+    assert calls == [4, -1, -1, -1, -1]
+
+
+def test_reimport_skips_existing_ids_and_new_ids_duplicates(source: Engine, store: Store) -> None:
+    exported = export_text(source)
+    report = import_jsonl(source, exported.splitlines())
+    assert report.imported == 0
+    assert [s.reason for s in report.skipped] == [
+        f"conversation id {json.loads(x)['id']} already exists" for x in exported.splitlines()
+    ]
+    before = database_stats(source)
+    copy = import_jsonl(source, exported.splitlines(), keep_ids=False)
+    assert (copy.imported, copy.skipped) == (4, [])
+    after = database_stats(source)
+    assert after.conversations == 2 * before.conversations
+    assert after.messages == 2 * before.messages
+    assert after.users == before.users
+
+
+def _line(**overrides: Any) -> str:
+    base: dict[str, Any] = {
+        "id": 900,
+        "user_id": "carol",
+        "title": "t",
+        "metadata": None,
+        "message_count": 1,
+        "created_at": "2024-01-02T03:04:05.123456+00:00",
+        "updated_at": "2024-01-02T03:04:06+00:00",
+        "messages": [
+            {
+                "id": 9000,
+                "position": 1,
+                "role": "user",
+                "content": "hi",
+                "created_at": "2024-01-02T03:04:05.5+00:00",
+            }
+        ],
+    }
+    base.update(overrides)
+    return json.dumps(base)
+
+
+def _msg(**overrides: Any) -> dict[str, Any]:
+    return {
+        "position": 1,
+        "role": "user",
+        "content": "hi",
+        "created_at": "2024-01-02T03:04:05+00:00",
+        **overrides,
+    }
+
+
+def test_bad_lines_are_skipped_with_reasons_and_the_rest_imported(db_url: str) -> None:
+    lines = [
+        "{not json",
+        _line(id=1, messages=[_msg(role="robot")]),
+        _line(id=2, messages=[_msg(position=2)], message_count=None),
+        _line(id=3, message_count=5),
+        _line(id=4, created_at="2024-01-02T03:04:05"),  # naive timestamp
+        _line(id=5, messages=[_msg(role="tool")]),
+        _line(id=6, title="x" * 300),
+        _line(id=7, messages=[_msg(content="x" * 10_001)]),
+        "",
+        _line(id=8),  # fine
+        _line(id=9, messages=[{**_msg(), "id": 9000}]),  # message id taken by line 8
+        _line(id=10, messages=[_msg(key="a"), _msg(position=2, key="a")], message_count=2),
+    ]
+    engine = make_engine(db_url)
+    try:
+        report = import_jsonl(engine, lines)
+        reasons = {s.line: s.reason for s in report.skipped}
+        assert report.imported == 1 and report.messages == 1
+        assert set(reasons) == {1, 2, 3, 4, 5, 6, 7, 8, 11, 12}
+        assert reasons[1].startswith("not valid JSON")
+        assert reasons[2].startswith("messages[0].role")
+        assert reasons[3].startswith("messages[0].position")
+        assert reasons[4].startswith("message_count")
+        assert reasons[5].startswith("created_at")
+        assert reasons[6].startswith("messages[0].tool_call_id")
+        assert reasons[7].startswith("title")
+        assert reasons[8].startswith("messages[0].content")
+        assert reasons[11].startswith("rejected by the database")
+        assert reasons[12].startswith("messages.key")
+        # Each skip names the conversation id its line carried.
+        ids = {s.line: s.conversation_id for s in report.skipped}
+        assert ids == {1: None, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 11: 9, 12: 10}
+        stats = database_stats(engine)
+        # All or nothing: the conversation of line 11 was inserted, then rolled back.
+        assert (stats.users, stats.conversations, stats.messages) == (1, 1, 1)
+    finally:
+        engine.dispose()
+
+
+def test_stats_counts_and_sizes(source: Engine) -> None:
+    stats = database_stats(source)
+    assert (stats.users, stats.conversations, stats.messages) == (2, 4, 12)
+    assert stats.database_bytes is not None and stats.database_bytes > 0
+    if stats.backend == "postgresql":
+        assert all(v is not None and v > 0 for v in stats.table_bytes.values())
+
+
+class _Sink(io.TextIOBase):
+    """Counts what is written and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self.chars += len(text)
+        self.lines += text.count("\n")
+        return len(text)
+
+
+def test_export_streams_in_bounded_memory(store: Store) -> None:
+    conv = store.create_conversation("alice")
+    for start in range(0, 3000, 1000):
+        store.append_messages(
+            "alice",
+            conv.id,
+            [
+                {"role": "user", "content": f"{i:05d}" + "x" * 995}
+                for i in range(start, start + 1000)
+            ],
+        )
+    sink = _Sink()
+    tracemalloc.start()
+    try:
+        export_jsonl(store.engine, sink, batch_size=50)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sink.lines == 1 and sink.chars > 3_000_000
+    # The 3 MB line is never held whole: memory stays a small fraction of the output.
+    assert peak < sink.chars / 4, (peak, sink.chars)
