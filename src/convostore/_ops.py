@@ -281,6 +281,7 @@ def _append(
             if not ids:
                 raise NotFoundError("conversation", conversation_id)
             base = ids[0][1] - 1
+            rows = _sql.message_rows(user_id, conversation_id, base, new, now)
         else:
             bump = {
                 "cid": conversation_id,
@@ -295,23 +296,10 @@ def _append(
             base = count - len(new)
             rows = _sql.message_rows(user_id, conversation_id, base, new, now)
             ids = tx.conn.execute(_sql.INSERT_MESSAGES, rows).all()
-        for i, (m, row) in enumerate(zip(new, ids, strict=True), start=1):
-            stored[id(m)] = construct_trusted(
-                MessagePublic,
-                {
-                    "id": row[0],
-                    "conversation_id": conversation_id,
-                    "user_id": user_id,
-                    "position": base + i,
-                    "role": m.role.value,
-                    "content": m.content,
-                    "tool_calls": m.tool_calls,
-                    "tool_call_id": m.tool_call_id,
-                    "metadata": m.metadata,
-                    "key": m.key,
-                    "created_at": now,
-                },
-            )
+        for m, row, returned in zip(new, rows, ids, strict=True):
+            values = {**row, "id": returned[0], "key": row["client_key"]}
+            del values["client_key"]
+            stored[id(m)] = construct_trusted(MessagePublic, values)
     elif not existing:
         _require_conversation(tx, user_id, conversation_id)
     return [
