@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from convostore import _sql
 from convostore.db import make_engine
+from convostore.schemas import MessageCreate
 from convostore.types import utcnow
 
 pytestmark = pytest.mark.postgres
@@ -107,9 +108,12 @@ def test_keyset_page_of_messages(conn: Connection) -> None:
     assert_index_only(plan(conn, stmt), "uq_messages_conversation_position")
 
 
-def test_append_locks_the_conversation_by_a_unique_index(conn: Connection) -> None:
-    params = _sql.pg_append_params("u2", 1, [], utcnow(), None)
-    text_plan = plan(conn, _sql.PG_APPEND, params)
+@pytest.mark.parametrize("n", [1, 3])
+def test_append_locks_the_conversation_by_a_unique_index(conn: Connection, n: int) -> None:
+    batch = [MessageCreate(role="user", content=f"m{i}") for i in range(n)]
+    stmt, params = _sql.pg_append("u2", 1, batch, utcnow(), None)
+    assert stmt is (_sql.PG_APPEND_ONE if n == 1 else _sql.PG_APPEND)
+    text_plan = plan(conn, stmt, params)
     assert (
         "using conversations_pkey" in text_plan or "using uq_conversations_id_user_id" in text_plan
     ), text_plan

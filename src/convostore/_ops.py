@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
@@ -99,17 +99,25 @@ def _message(row: Sequence[Any]) -> MessagePublic:
     return construct_trusted(MessagePublic, dict(zip(_MSG_FIELDS, row, strict=True)))
 
 
-def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run a prebuilt SELECT on the DB-API cursor of the operation's connection.
+def _driver_execute(
+    tx: Tx,
+    stmt: Select[Any] | TextClause | Insert | Update,
+    params: dict[str, Any] | Sequence[dict[str, Any]],
+) -> tuple[_sql.CompiledStatement, Sequence[Any]]:
+    """Run a prebuilt statement on the DB-API cursor of the operation's connection.
 
     Same SQL, parameters and type conversions as ``tx.conn.execute``, without the
-    per-execution overhead that dominates short reads (see ``_sql.CompiledRead``).
+    per-execution overhead that dominates short statements (``_sql.CompiledStatement``).
+    A sequence of parameter dicts runs as ``executemany`` (and returns no rows).
     """
-    query = _sql.compiled_read(stmt, tx.conn.dialect)
+    query = _sql.compiled(stmt, tx.conn.dialect)
     cursor = tx.conn.connection.cursor()
     try:
-        cursor.execute(query.sql, query.params(params))
-        return query.records(cursor.fetchall())
+        if isinstance(params, dict):
+            cursor.execute(query.sql, query.params(params))
+            return query, cursor.fetchall()
+        cursor.executemany(query.sql, query.params_many(params))
+        return query, []
     except tx.conn.dialect.loaded_dbapi.Error as exc:
         # Wrap like SQLAlchemy would, so the stores translate it in their one place.
         raise sa_exc.DBAPIError.instance(
@@ -117,6 +125,12 @@ def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, A
         ) from exc
     finally:
         cursor.close()
+
+
+def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A prebuilt SELECT's rows as dicts keyed by the output field names."""
+    query, rows = _driver_execute(tx, stmt, params)
+    return query.records(rows)
 
 
 def _conversation_id(value: int) -> int:
@@ -274,10 +288,9 @@ def _append(
         now = utcnow()
         auto_title = derive_title(new) if tx.config.auto_title else None
         if tx.pg:
-            params = _sql.pg_append_params(user_id, conversation_id, new, now, auto_title)
+            stmt, params = _sql.pg_append(user_id, conversation_id, new, now, auto_title)
             # RETURNING order is not guaranteed by SQL: pair ids with messages by position.
-            ids = tx.conn.execute(_sql.PG_APPEND, params).all()
-            ids = sorted(ids, key=lambda r: r[1])
+            ids: Sequence[Any] = sorted(_driver_execute(tx, stmt, params)[1], key=lambda r: r[1])
             if not ids:
                 raise NotFoundError("conversation", conversation_id)
             base = ids[0][1] - 1
@@ -290,12 +303,15 @@ def _append(
                 "now": now,
                 "auto_title": auto_title,
             }
-            count = tx.conn.execute(_sql.BUMP_CONVERSATION, bump).scalar()
-            if count is None:
+            bumped = _driver_execute(tx, _sql.BUMP_CONVERSATION, bump)[1]
+            if not bumped:
                 raise NotFoundError("conversation", conversation_id)
-            base = count - len(new)
+            base = bumped[0][0] - len(new)
             rows = _sql.message_rows(user_id, conversation_id, base, new, now)
-            ids = tx.conn.execute(_sql.INSERT_MESSAGES, rows).all()
+            _driver_execute(tx, _sql.INSERT_MESSAGE, rows)
+            ids = _driver_execute(tx, _sql.NEW_MESSAGE_IDS, {"cid": conversation_id, "base": base})[
+                1
+            ]
         for m, row, returned in zip(new, rows, ids, strict=True):
             values = {**row, "id": returned[0], "key": row["client_key"]}
             del values["client_key"]

@@ -243,19 +243,70 @@ RETURNING id, position
 )
 
 
+#: :data:`PG_APPEND` for the common single message, with scalar parameters: dumping six
+#: one-element arrays costs more client time than the statement takes on the server.
+PG_APPEND_ONE: TextClause = text(
+    """
+WITH conv AS (
+    UPDATE conversations
+       SET message_count = message_count + 1,
+           updated_at = :now,
+           title = COALESCE(title, :auto_title)
+     WHERE id = :cid AND user_id = :uid
+ RETURNING id, user_id, message_count AS position
+)
+INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
+                      tool_call_id, metadata, client_key, created_at)
+SELECT conv.id, conv.user_id, conv.position, :role, :content, CAST(:tool_calls AS JSONB),
+       :tool_call_id, CAST(:metadata AS JSONB), :client_key, :now
+  FROM conv
+RETURNING id, position
+"""
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("auto_title", type_=String()),
+    bindparam("cid", type_=BigInteger()),
+    bindparam("uid", type_=String()),
+    bindparam("role", type_=String()),
+    bindparam("content", type_=Text()),
+    bindparam("tool_calls", type_=Text()),
+    bindparam("tool_call_id", type_=String()),
+    bindparam("metadata", type_=Text()),
+    bindparam("client_key", type_=String()),
+)
+
+
 def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def pg_append_params(
+def pg_append(
     user_id: str,
     conversation_id: int,
     messages: Sequence[MessageCreate],
     now: datetime,
     auto_title: str | None,
-) -> dict[str, Any]:
-    """Parameters for :data:`PG_APPEND` (one array per column, so the SQL never changes)."""
-    return {
+) -> tuple[TextClause, dict[str, Any]]:
+    """The append statement for ``messages`` and its parameters.
+
+    One message: :data:`PG_APPEND_ONE`; more: :data:`PG_APPEND`, one array per column so
+    that the SQL (and its server-side prepared plan) never changes with the batch size.
+    """
+    if len(messages) == 1:
+        m = messages[0]
+        return PG_APPEND_ONE, {
+            "now": now,
+            "auto_title": auto_title,
+            "cid": conversation_id,
+            "uid": user_id,
+            "role": m.role.value,
+            "content": m.content,
+            "tool_calls": _json_text(m.tool_calls),
+            "tool_call_id": m.tool_call_id,
+            "metadata": _json_text(m.metadata),
+            "client_key": m.key,
+        }
+    return PG_APPEND, {
         "n": len(messages),
         "now": now,
         "auto_title": auto_title,
@@ -286,8 +337,33 @@ BUMP_CONVERSATION: Update = (
     .returning(C.c.message_count)
 )
 
-#: SQLite half of an append: the rows (see :func:`message_rows`), ids in parameter order.
-INSERT_MESSAGES: Insert = insert(M).returning(M.c.id, sort_by_parameter_order=True)
+_ROW_COLUMNS = (
+    "conversation_id",
+    "user_id",
+    "position",
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "metadata",
+    "client_key",
+    "created_at",
+)
+
+#: SQLite half of an append: one row of :func:`message_rows` (run as executemany).
+INSERT_MESSAGE: Insert = insert(M).values(
+    {name: bindparam(name, type_=M.c[name].type) for name in _ROW_COLUMNS}
+)
+
+#: The ids of the messages after ``base`` in position order (params: ``cid``, ``base``).
+NEW_MESSAGE_IDS: Select[Any] = (
+    select(M.c.id, M.c.position)
+    .where(
+        M.c.conversation_id == bindparam("cid", type_=BigInteger()),
+        M.c.position > bindparam("base", type_=Integer()),
+    )
+    .order_by(M.c.position)
+)
 
 
 def message_rows(
@@ -376,12 +452,12 @@ def select_messages(
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledRead:
-    """A prebuilt SELECT compiled once for a dialect, to run on the DB-API cursor.
+class CompiledStatement:
+    """A prebuilt statement compiled once for a dialect, to run on the DB-API cursor.
 
-    The hot reads skip SQLAlchemy's per-execution work (compiled-cache lookup, result
+    The hot paths skip SQLAlchemy's per-execution work (compiled-cache lookup, result
     metadata, Row objects) but keep its SQL and its type processing: parameters and
-    columns go through the same bind/result processors SQLAlchemy would apply.
+    selected columns go through the same bind/result processors SQLAlchemy would apply.
     """
 
     sql: str
@@ -400,6 +476,9 @@ class CompiledRead:
             return processed
         return [processed[name] for name in self.positional]
 
+    def params_many(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        return [self.params(row) for row in rows]
+
     def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""
         fields, converters = self.fields, self.converters
@@ -416,17 +495,19 @@ class CompiledRead:
 
 #: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).
 _FIELD_NAMES = {"client_key": "key"}
-_COMPILED: dict[tuple[int, int], CompiledRead] = {}
+_COMPILED: dict[tuple[int, int], CompiledStatement] = {}
 
 
-def compiled_read(stmt: Select[Any], dialect: Dialect) -> CompiledRead:
+def compiled(
+    stmt: Select[Any] | TextClause | Insert | Update, dialect: Dialect
+) -> CompiledStatement:
     """``stmt`` compiled for ``dialect`` (cached: statements here are module-level objects)."""
     key = (id(stmt), id(dialect))
     hit = _COMPILED.get(key)
     if hit is None:
         compiled = stmt.compile(dialect=dialect)
         binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in compiled.binds.values()}
-        columns = list(stmt.selected_columns)
+        columns = list(stmt.selected_columns) if isinstance(stmt, Select) else []
         fields = tuple(_FIELD_NAMES.get(str(c.key), str(c.key)) for c in columns)
         converters = tuple(
             (i, fields[i], proc)
@@ -435,7 +516,7 @@ def compiled_read(stmt: Select[Any], dialect: Dialect) -> CompiledRead:
         )
         positional = tuple(compiled.positiontup) if compiled.positiontup else None
         defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        hit = _COMPILED[key] = CompiledRead(
+        hit = _COMPILED[key] = CompiledStatement(
             str(compiled), positional, defaults, binds, fields, converters
         )
     return hit
