@@ -176,3 +176,35 @@ def test_page_defaults() -> None:
     page = Page[int](data=[1, 2], has_more=False)
     assert page.next_cursor is None
     assert page.model_dump() == {"data": [1, 2], "has_more": False, "next_cursor": None}
+
+
+def test_construct_trusted_equals_validated_construction() -> None:
+    """The fast path builds exactly what validation would, and serialises the same."""
+    from datetime import UTC, datetime
+
+    from convostore.schemas import MessagePublic, construct_trusted
+
+    values = {
+        "id": 7,
+        "conversation_id": 3,
+        "user_id": "alice",
+        "position": 2,
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+        "tool_call_id": None,
+        "metadata": {"k": "v"},
+        "key": "k1",
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
+    fast = construct_trusted(MessagePublic, dict(values))
+    slow = MessagePublic(**values)
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    # Instances do not share their values.
+    other = construct_trusted(MessagePublic, {**values, "id": 8})
+    assert (fast.id, other.id) == (7, 8)
