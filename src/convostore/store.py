@@ -9,10 +9,10 @@
         history = store.get_history("alice", conv.id, max_tokens=4000)
 
 Both classes expose the same methods, generated from the single implementation in
-:mod:`convostore._ops`; ``AsyncStore`` runs it on an async driver through
-``AsyncConnection.run_sync``. Every method takes the ``user_id`` first: all reads and writes
-are scoped to it, and another user's conversation raises the same ``NotFoundError`` as a
-missing one.
+:mod:`convostore._ops`; ``AsyncStore`` runs it on psycopg's async driver through
+``AsyncConnection.run_sync`` on PostgreSQL, and in a worker thread on SQLite. Every
+method takes the ``user_id`` first: all reads and writes are scoped to it, and another
+user's conversation raises the same ``NotFoundError`` as a missing one.
 """
 
 from __future__ import annotations
@@ -131,6 +131,16 @@ def _async(
     return method
 
 
+E = TypeVar("E", Engine, AsyncEngine)
+
+
+def _variants(engine: E, pg: bool) -> tuple[E, E]:
+    """The engine for single statements (autocommit) and for write transactions."""
+    # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
+    return autocommit, engine.execution_options(**{WRITE_OPTION: True})
+
+
 class _Base:
     """Configuration and transaction planning shared by both stores (no I/O here)."""
 
@@ -180,11 +190,7 @@ class Store(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
-        self._autocommit = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
-        )
-        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._autocommit, self._writer = _variants(self.engine, self._pg)
         self._write_lock = sqlite_write_lock(self.engine)
 
     @contextmanager
@@ -274,11 +280,7 @@ class AsyncStore(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
-        self._autocommit = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else self.engine
-        )
-        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._autocommit, self._writer = _variants(self.engine, self._pg)
         # SQLite has no network to wait on: aiosqlite would hop to its thread for every
         # statement, fetch and commit. Running the sync implementation in a worker thread
         # costs one hop per operation instead (and shares the in-process write lock). A
