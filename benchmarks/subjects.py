@@ -192,7 +192,33 @@ SELECT_RECENT = (
 )
 
 
-class RawPostgres(Subject):
+class RawDriver(Subject):
+    """The raw baselines' reads: the same hand-written SELECTs on a DB-API connection."""
+
+    conn: Any
+    select_all: str
+    select_last: str
+    select_recent: str
+
+    def read_all(self, user_id: str, conv: Any) -> Any:
+        return self.conn.execute(self.select_all, (conv, user_id)).fetchall()
+
+    def read_last(self, user_id: str, conv: Any, n: int) -> Any:
+        rows = self.conn.execute(self.select_last, (conv, user_id, n)).fetchall()
+        rows.reverse()
+        return rows
+
+    def list_recent(self, user_id: str, n: int) -> Any:
+        return self.conn.execute(self.select_recent, (user_id, n + 1)).fetchall()[:n]
+
+    def texts(self, result: Any) -> list[str]:
+        return [row[5] for row in result]
+
+    def titles(self, result: Any) -> list[str]:
+        return [row[2] for row in result]
+
+
+class RawPostgres(RawDriver):
     """psycopg 3, autocommit, hand-written SQL (server-side prepared after 5 runs)."""
 
     name = "raw psycopg"
@@ -244,23 +270,6 @@ class RawPostgres(Subject):
             raise LookupError(conv)
         return rows
 
-    def read_all(self, user_id: str, conv: Any) -> Any:
-        return self.conn.execute(self.select_all, (conv, user_id)).fetchall()
-
-    def read_last(self, user_id: str, conv: Any, n: int) -> Any:
-        rows = self.conn.execute(self.select_last, (conv, user_id, n)).fetchall()
-        rows.reverse()
-        return rows
-
-    def list_recent(self, user_id: str, n: int) -> Any:
-        return self.conn.execute(self.select_recent, (user_id, n + 1)).fetchall()[:n]
-
-    def texts(self, result: Any) -> list[str]:
-        return [row[5] for row in result]
-
-    def titles(self, result: Any) -> list[str]:
-        return [row[2] for row in result]
-
     def writers(self, k: int) -> list[Writer]:
         out: list[Writer] = []
         for _ in range(k):
@@ -300,7 +309,7 @@ SQLITE_INSERT = (
 )
 
 
-class RawSqlite(Subject):
+class RawSqlite(RawDriver):
     """stdlib sqlite3, same PRAGMAs, ``BEGIN IMMEDIATE`` + two statements per append."""
 
     name = "raw sqlite3"
@@ -356,23 +365,6 @@ class RawSqlite(Subject):
     @classmethod
     def _append_one_on(cls, conn: sqlite3.Connection, user_id: str, conv: Any, msg: Any) -> Any:
         return cls._append_on(conn, user_id, conv, [msg])
-
-    def read_all(self, user_id: str, conv: Any) -> Any:
-        return self.conn.execute(self.select_all, (conv, user_id)).fetchall()
-
-    def read_last(self, user_id: str, conv: Any, n: int) -> Any:
-        rows = self.conn.execute(self.select_last, (conv, user_id, n)).fetchall()
-        rows.reverse()
-        return rows
-
-    def list_recent(self, user_id: str, n: int) -> Any:
-        return self.conn.execute(self.select_recent, (user_id, n + 1)).fetchall()[:n]
-
-    def texts(self, result: Any) -> list[str]:
-        return [row[5] for row in result]
-
-    def titles(self, result: Any) -> list[str]:
-        return [row[2] for row in result]
 
     def writers(self, k: int) -> list[Writer]:
         assert self.db.path is not None
