@@ -208,65 +208,61 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # One round trip, atomic by itself: lock and bump the conversation (its row lock serialises
 # concurrent appenders, so positions are gapless and unique), then insert every message
 # at base+1..base+n. If the conversation is missing or not the user's, nothing happens.
-PG_APPEND: TextClause = text(
-    """
+_PG_APPEND_TEMPLATE = """
 WITH conv AS (
     UPDATE conversations
-       SET message_count = message_count + :n,
+       SET message_count = message_count + {n},
            updated_at = :now,
            title = COALESCE(title, :auto_title)
      WHERE id = :cid AND user_id = :uid
- RETURNING id, user_id, message_count - :n AS base
+ RETURNING id, user_id, message_count - {n} AS base
 )
 INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
                       tool_call_id, metadata, client_key, created_at)
-SELECT conv.id, conv.user_id, conv.base + v.ord, v.role, v.content,
-       CAST(v.tool_calls AS JSONB), v.tool_call_id, CAST(v.metadata AS JSONB),
-       v.client_key, :now
-  FROM conv,
-       unnest(CAST(:roles AS TEXT[]), CAST(:contents AS TEXT[]), CAST(:tool_calls AS TEXT[]),
-              CAST(:tool_call_ids AS TEXT[]), CAST(:metas AS TEXT[]), CAST(:keys AS TEXT[]))
-       WITH ORDINALITY AS v(role, content, tool_calls, tool_call_id, metadata, client_key, ord)
- ORDER BY v.ord
+SELECT conv.id, conv.user_id, conv.base + {values}, :now
+{source}
 RETURNING id, position
 """
-).bindparams(
-    bindparam("n", type_=Integer()),
+_PG_APPEND_BINDS = (
     bindparam("now", type_=UTCDateTime()),
     bindparam("auto_title", type_=String()),
     bindparam("cid", type_=BigInteger()),
     bindparam("uid", type_=String()),
+)
+
+#: Any number of messages, one array per column, so that the SQL (and its server-side
+#: prepared plan) never changes with the batch size.
+PG_APPEND: TextClause = text(
+    _PG_APPEND_TEMPLATE.format(
+        n=":n",
+        values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
+        " CAST(v.metadata AS JSONB), v.client_key",
+        source="""  FROM conv,
+       unnest(CAST(:roles AS TEXT[]), CAST(:contents AS TEXT[]), CAST(:tool_calls AS TEXT[]),
+              CAST(:tool_call_ids AS TEXT[]), CAST(:metas AS TEXT[]), CAST(:keys AS TEXT[]))
+       WITH ORDINALITY AS v(role, content, tool_calls, tool_call_id, metadata, client_key, ord)
+ ORDER BY v.ord""",
+    )
+).bindparams(
+    *_PG_APPEND_BINDS,
+    bindparam("n", type_=Integer()),
     *(
         bindparam(name, type_=ARRAY(Text()))
         for name in ("roles", "contents", "tool_calls", "tool_call_ids", "metas", "keys")
     ),
 )
 
-
-#: :data:`PG_APPEND` for the common single message, with scalar parameters: dumping six
-#: one-element arrays costs more client time than the statement takes on the server.
+#: The common single message, with scalar parameters: dumping six one-element arrays
+#: costs more client time than the statement takes on the server.
 PG_APPEND_ONE: TextClause = text(
-    """
-WITH conv AS (
-    UPDATE conversations
-       SET message_count = message_count + 1,
-           updated_at = :now,
-           title = COALESCE(title, :auto_title)
-     WHERE id = :cid AND user_id = :uid
- RETURNING id, user_id, message_count AS position
-)
-INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
-                      tool_call_id, metadata, client_key, created_at)
-SELECT conv.id, conv.user_id, conv.position, :role, :content, CAST(:tool_calls AS JSONB),
-       :tool_call_id, CAST(:metadata AS JSONB), :client_key, :now
-  FROM conv
-RETURNING id, position
-"""
+    _PG_APPEND_TEMPLATE.format(
+        n="1",
+        values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
+        " CAST(:metadata AS JSONB), :client_key",
+        source="  FROM conv",
+    )
 ).bindparams(
-    bindparam("now", type_=UTCDateTime()),
-    bindparam("auto_title", type_=String()),
-    bindparam("cid", type_=BigInteger()),
-    bindparam("uid", type_=String()),
+    *_PG_APPEND_BINDS,
     bindparam("role", type_=String()),
     bindparam("content", type_=Text()),
     bindparam("tool_calls", type_=Text()),
