@@ -42,7 +42,7 @@ def populate(store: Store) -> None:
             {"role": "assistant", "content": "12 °C, pluie.", "metadata": {"model": "x", "n": 1.5}},
         ],
     )
-    store.create_conversation("alice")  # empty, untitled
+    store.create_conversation("alice", external_id="sess-α")  # empty, untitled, external id
     b = store.create_conversation(
         "bob ✓", messages=[{"role": "user", "content": "日本語のテキスト"}]
     )
@@ -150,9 +150,11 @@ def test_reimport_skips_existing_ids_and_new_ids_duplicates(source: Engine, stor
     ]
     before = database_stats(source)
     copy = import_jsonl(source, exported.splitlines(), keep_ids=False)
-    assert (copy.imported, copy.skipped) == (4, [])
+    # New ids, but external ids stay unique per user: that conversation is skipped.
+    assert copy.imported == 3
+    assert [s.reason for s in copy.skipped] == ["external_id 'sess-α' is already used by this user"]
     after = database_stats(source)
-    assert after.conversations == 2 * before.conversations
+    assert after.conversations == 2 * before.conversations - 1
     assert after.messages == 2 * before.messages
     assert after.users == before.users
 

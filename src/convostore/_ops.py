@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from convostore import _sql
-from convostore.errors import NotFoundError, ValidationError
+from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
 from convostore.schemas import (
     ChatMessage,
@@ -29,6 +29,7 @@ from convostore.schemas import (
     Order,
     Page,
     construct_trusted,
+    validate_id,
     validate_limit,
     validate_message,
     validate_messages,
@@ -193,24 +194,80 @@ def create_conversation(
     title: str | None = None,
     metadata: dict[str, Any] | None = None,
     messages: Sequence[MessageInput] = (),
+    external_id: str | None = None,
 ) -> ConversationPublic:
-    """Start a conversation for ``user_id`` (registered if new), optionally with messages."""
+    """Start a conversation for ``user_id`` (registered if new), optionally with messages.
+
+    ``external_id`` is your own id for the thread (unique per user); a second conversation
+    with the same one is a ``ConflictError``.
+    """
     validate_user_id(user_id)
     title = validate_title(title)
     metadata = validate_metadata(metadata)
+    if external_id is not None:
+        validate_id(external_id, "external_id")
     items = validate_messages(messages, max_content_length=tx.config.max_content_length)
     if len(items) > MAX_BATCH:
         raise ValidationError("messages", f"must hold at most {MAX_BATCH} messages")
-    now = utcnow()
-    if not tx.pg:
-        tx.conn.execute(_sql.upsert_user(False, user_id, now))
-    conv = _conversation(
-        tx.conn.execute(_sql.insert_conversation(tx.pg, user_id, title, metadata, now)).one()
-    )
+    row = _insert_conversation(tx, user_id, title, metadata, external_id)
+    if row is None:
+        raise ConflictError(f"external_id: the user already has a conversation {external_id!r}")
+    conv = _conversation(row)
     if items:
         _append(tx, user_id, conv.id, items)
         conv = _require_conversation(tx, user_id, conv.id)
     return conv
+
+
+def _insert_conversation(
+    tx: Tx,
+    user_id: str,
+    title: str | None,
+    metadata: dict[str, Any] | None,
+    external_id: str | None,
+) -> Row[Any] | None:
+    """Insert (registering the user); ``None`` if ``external_id`` is already taken."""
+    now = utcnow()
+    if not tx.pg:
+        tx.conn.execute(_sql.upsert_user(False, user_id, now))
+    stmt = _sql.insert_conversation(
+        tx.pg, user_id, title, metadata, now, external_id=external_id, if_absent=True
+    )
+    return tx.conn.execute(stmt).first()
+
+
+@operation(Mode.STATEMENT)
+def get_or_create_conversation(
+    tx: Tx,
+    user_id: str,
+    external_id: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ConversationPublic:
+    """The user's conversation with your ``external_id``, created (with ``title`` and
+    ``metadata``) if there is none yet. Safe under concurrent first calls: one wins, every
+    caller gets that one.
+    """
+    validate_user_id(user_id)
+    validate_id(external_id, "external_id")
+    row = _insert_conversation(
+        tx, user_id, validate_title(title), validate_metadata(metadata), external_id
+    )
+    if row is not None:
+        return _conversation(row)
+    return get_conversation_by_external_id(tx, user_id, external_id)
+
+
+@operation(Mode.READ)
+def get_conversation_by_external_id(tx: Tx, user_id: str, external_id: str) -> ConversationPublic:
+    """The user's conversation with your ``external_id``; ``NotFoundError`` if none."""
+    validate_id(external_id, "external_id")
+    params = {"uid": user_id, "external_id": external_id}
+    rows = _read(tx, _sql.CONVERSATION_BY_EXTERNAL_ID, params)
+    if not rows:
+        raise NotFoundError("conversation with external_id", repr(external_id))
+    return construct_trusted(ConversationPublic, rows[0])
 
 
 @operation(Mode.READ)

@@ -55,6 +55,7 @@ CONVERSATION_COLUMNS = (
     C.c.user_id,
     C.c.title,
     C.c.metadata,
+    C.c.external_id,
     C.c.message_count,
     C.c.created_at,
     C.c.updated_at,
@@ -92,24 +93,45 @@ def delete_user(user_id: str) -> Delete:
 
 
 def insert_conversation(
-    pg: bool, user_id: str, title: str | None, meta: dict[str, Any] | None, now: datetime
+    pg: bool,
+    user_id: str,
+    title: str | None,
+    meta: dict[str, Any] | None,
+    now: datetime,
+    *,
+    external_id: str | None = None,
+    if_absent: bool = False,
 ) -> Insert:
-    """Create a conversation; on PostgreSQL the user is registered in the same statement."""
-    stmt = (
-        insert(C)
-        .values(
-            user_id=user_id,
-            title=title,
-            metadata=meta,
-            message_count=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(*CONVERSATION_COLUMNS)
+    """Create a conversation; on PostgreSQL the user is registered in the same statement.
+
+    With ``if_absent``, an existing conversation of the user with this ``external_id``
+    wins: nothing is inserted and nothing is returned (concurrent callers included).
+    """
+    ins = postgresql.insert(C) if pg else sqlite.insert(C)
+    stmt = ins.values(
+        user_id=user_id,
+        title=title,
+        metadata=meta,
+        external_id=external_id,
+        message_count=0,
+        created_at=now,
+        updated_at=now,
     )
+    if if_absent:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=[C.c.user_id, C.c.external_id],
+            index_where=C.c.external_id.isnot(None),
+        )
     if pg:
         stmt = stmt.add_cte(upsert_user(True, user_id, now).cte("new_user"))
-    return stmt
+    return stmt.returning(*CONVERSATION_COLUMNS)
+
+
+#: A user's conversation by its external id (params: ``uid``, ``external_id``).
+CONVERSATION_BY_EXTERNAL_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
+    C.c.user_id == bindparam("uid", type_=String()),
+    C.c.external_id == bindparam("external_id", type_=String()),
+)
 
 
 def owned(user_id: str, conversation_id: int) -> tuple[ColumnElement[bool], ...]:

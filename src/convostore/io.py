@@ -11,7 +11,8 @@
 One line is one conversation with all of its messages::
 
     {"id": 7, "user_id": "alice", "user_created_at": "...", "title": "Trip",
-     "metadata": {...}, "message_count": 2, "created_at": "...", "updated_at": "...",
+     "metadata": {...}, "external_id": null, "message_count": 2, "created_at": "...",
+     "updated_at": "...",
      "messages": [{"id": 31, "position": 1, "role": "user", "content": "Hi",
                    "tool_calls": null, "tool_call_id": null, "metadata": null,
                    "key": null, "created_at": "..."}, ...]}
@@ -43,6 +44,7 @@ from convostore.db import WRITE_OPTION
 from convostore.errors import ValidationError
 from convostore.schemas import (
     MessageCreate,
+    validate_id,
     validate_message,
     validate_metadata,
     validate_title,
@@ -153,6 +155,7 @@ def export_jsonl(
                 "user_created_at": _iso(conv.user_created_at),
                 "title": conv.title,
                 "metadata": conv.metadata,
+                "external_id": conv.external_id,
                 "message_count": conv.message_count,
                 "created_at": _iso(conv.created_at),
                 "updated_at": _iso(conv.updated_at),
@@ -197,6 +200,7 @@ class ExportedConversation(BaseModel):
     user_created_at: AwareDatetime | None = None
     title: str | None = None
     metadata: dict[str, Any] | None = None
+    external_id: str | None = None
     message_count: int | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -232,6 +236,8 @@ def _check(conv: ExportedConversation, max_content_length: int) -> list[MessageC
     validate_user_id(conv.user_id)
     validate_title(conv.title)
     validate_metadata(conv.metadata)
+    if conv.external_id is not None:
+        validate_id(conv.external_id, "external_id")
     checked = []
     for i, m in enumerate(conv.messages):
         if m.position != i + 1:
@@ -263,6 +269,7 @@ def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int
         "user_id": conv.user_id,
         "title": conv.title,
         "metadata": conv.metadata,
+        "external_id": conv.external_id,
         "message_count": len(conv.messages),
         "created_at": conv.created_at,
         "updated_at": conv.updated_at,
@@ -271,6 +278,10 @@ def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int
         if conn.execute(_sql.conversation_exists(conv.id)).first() is not None:
             raise _Collision(f"conversation id {conv.id} already exists")
         values["id"] = conv.id
+    if conv.external_id is not None:
+        taken = {"uid": conv.user_id, "external_id": conv.external_id}
+        if conn.execute(_sql.CONVERSATION_BY_EXTERNAL_ID, taken).first() is not None:
+            raise _Collision(f"external_id {conv.external_id!r} is already used by this user")
     new_id = int(conn.execute(_sql.import_conversation(values)).scalar_one())
     if conv.messages:
         rows = []

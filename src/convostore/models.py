@@ -90,6 +90,15 @@ class Conversation(SQLModel, table=True):
         # Target of the messages' composite foreign key (owner consistency).
         UniqueConstraint("id", "user_id", name="uq_conversations_id_user_id"),
         Index("ix_conversations_user_id_updated_at", "user_id", "updated_at", "id"),
+        # A host's own id for the thread (e.g. an Agents SDK session id), unique per user.
+        Index(
+            "uq_conversations_user_external_id",
+            "user_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+            sqlite_where=text("external_id IS NOT NULL"),
+        ),
         CheckConstraint("message_count >= 0", name="ck_conversations_message_count"),
         # Never reuse the id of a deleted conversation on SQLite (a stale client id must
         # not start pointing at a new thread).
@@ -100,6 +109,7 @@ class Conversation(SQLModel, table=True):
     user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
     title: str | None = Field(default=None, sa_column=Column(String(MAX_TITLE_LENGTH)))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONType))
+    external_id: str | None = Field(default=None, sa_column=Column(String(MAX_ID_LENGTH)))
     # Equals the highest position: positions are gapless because messages are only ever
     # removed from the tail (pop / delete-after), and it makes "next position" one UPDATE.
     message_count: int = Field(

@@ -82,6 +82,7 @@ class ConversationPublic(BaseModel):
     user_id: str
     title: str | None
     metadata: dict[str, Any] | None
+    external_id: str | None = None
     message_count: int
     created_at: datetime
     updated_at: datetime
@@ -249,14 +250,20 @@ def validate_title(title: str | None, field: str = "title") -> str | None:
     return title
 
 
+def validate_id(value: str, field: str) -> str:
+    """Ids from the host app (users, external conversation ids): a non-empty string of at
+    most 255 characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValidationError(field, f"must be at most {MAX_ID_LENGTH} characters")
+    check_text(field, value)
+    return value
+
+
 def validate_user_id(user_id: str) -> str:
-    """User ids come from the host's auth: a non-empty string of at most 255 characters."""
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ValidationError("user_id", "must be a non-empty string")
-    if len(user_id) > MAX_ID_LENGTH:
-        raise ValidationError("user_id", f"must be at most {MAX_ID_LENGTH} characters")
-    check_text("user_id", user_id)
-    return user_id
+    """User ids come from the host's auth (see :func:`validate_id`)."""
+    return validate_id(user_id, "user_id")
 
 
 def validate_limit(limit: int, *, maximum: int, field: str = "limit") -> int:

@@ -7,6 +7,7 @@ the expected literal history and to what the SDK's reference ``SQLiteSession`` p
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import importlib
 import json
@@ -30,7 +31,7 @@ from openai.types.responses.response_reasoning_item import Summary
 
 from convostore import AsyncStore, MissingExtraError, NotFoundError, Store, ValidationError
 from convostore.adapters import agents as adapter
-from convostore.adapters.agents import ITEM_KEY, SESSION_ID_KEY, ConvostoreSession
+from convostore.adapters.agents import ITEM_KEY, ConvostoreSession
 
 ALICE = "alice"
 BOB = "bob"
@@ -470,12 +471,12 @@ async def test_external_session_id_creates_then_finds_its_conversation(
     assert (await astore.list_conversations(ALICE)).data == []  # reads create nothing
     await first.add_items([ITEMS[0], ITEMS[7]])  # type: ignore[list-item]
     conv = await astore.get_conversation(ALICE, first.conversation_id or 0)
-    assert conv.metadata == {SESSION_ID_KEY: "chat-7"}
+    assert conv.external_id == "chat-7"
     assert conv.title == "Support"
     assert conv.message_count == 2
 
     # Unrelated conversations (and other users' sessions of the same id) are not picked.
-    await astore.create_conversation(ALICE, metadata={SESSION_ID_KEY: "chat-8"})
+    await astore.create_conversation(ALICE, external_id="chat-8")
     bob = ConvostoreSession("chat-7", user_id=BOB, store=astore)
     assert await bob.get_items() == []
     await bob.add_items([ITEMS[1]])  # type: ignore[list-item]
@@ -497,8 +498,8 @@ async def test_external_session_without_create_does_not_create(astore: AsyncStor
     assert (await astore.list_conversations(ALICE)).data == []
 
 
-async def test_external_session_lookup_pages_through_conversations(astore: AsyncStore) -> None:
-    target = await astore.create_conversation(ALICE, metadata={SESSION_ID_KEY: "old"})
+async def test_external_session_is_found_among_many_conversations(astore: AsyncStore) -> None:
+    target = await astore.create_conversation(ALICE, external_id="old")
     await astore.append_message(ALICE, target.id, {"role": "user", "content": "from before"})
     for _ in range(105):  # more than one page of conversations, all newer
         await astore.create_conversation(ALICE)
@@ -601,6 +602,16 @@ async def test_bad_items_are_refused_and_nothing_is_written(astore: AsyncStore) 
             await session.add_items(items)
         assert err.value.field == field
     assert await session.get_items() == [ITEMS[0]]
+
+
+async def test_concurrent_first_writes_share_one_conversation(astore: AsyncStore) -> None:
+    sessions = [ConvostoreSession("race", user_id=ALICE, store=astore) for _ in range(8)]
+    batches: list[list[Any]] = [[{"role": "user", "content": f"m{i}"}] for i in range(8)]
+    await asyncio.gather(*(s.add_items(b) for s, b in zip(sessions, batches, strict=True)))
+    assert len({s.conversation_id for s in sessions}) == 1
+    assert len((await astore.list_conversations(ALICE)).data) == 1
+    items: list[Any] = await ConvostoreSession("race", user_id=ALICE, store=astore).get_items()
+    assert sorted(item["content"] for item in items) == [f"m{i}" for i in range(8)]
 
 
 async def test_first_write_of_an_external_session_is_atomic(astore: AsyncStore) -> None:

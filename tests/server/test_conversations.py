@@ -238,3 +238,15 @@ async def test_unknown_query_parameter_is_422(
     assert_error(response, 422, "validation_error")
     assert "unknown query parameter" in response.json()["error"]["message"]
     assert "after, limit" in response.json()["error"]["message"]
+
+
+async def test_external_id_is_unique_per_user(client: httpx.AsyncClient, auth: Auth) -> None:
+    conv = await _create(client, auth, external_id="sess-1")
+    assert conv["external_id"] == "sess-1"
+    response = await client.post(
+        "/v1/conversations", json={"external_id": "sess-1"}, headers=auth()
+    )
+    assert_error(response, 409, "conflict")
+    assert "external_id" in response.json()["error"]["message"]
+    other = await _create(client, auth, user="bob", external_id="sess-1")
+    assert other["id"] != conv["id"]

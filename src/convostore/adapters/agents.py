@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from convostore.errors import NotFoundError, ValidationError, require_extra
+from convostore.errors import ConflictError, NotFoundError, ValidationError, require_extra
 
 try:
     from agents.memory import SessionSettings
@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
     require_extra("agents", "agents", "convostore.adapters.agents")
     raise
 
-from convostore._ops import MAX_CONVERSATION_PAGE, MAX_MESSAGE_PAGE
+from convostore._ops import MAX_MESSAGE_PAGE
 from convostore.adapters._common import content_text, or_label, shorten
 from convostore.models import MAX_ID_LENGTH
 from convostore.schemas import MessagePublic, validate_user_id
@@ -42,12 +42,10 @@ from convostore.store import AsyncStore
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-__all__ = ["ITEM_KEY", "SESSION_ID_KEY", "ConvostoreSession", "item_to_message", "message_items"]
+__all__ = ["ITEM_KEY", "ConvostoreSession", "item_to_message", "message_items"]
 
 #: Message ``metadata`` key holding the SDK item verbatim.
 ITEM_KEY = "openai_agents_item"
-#: Conversation ``metadata`` key recording the external ``session_id`` it belongs to.
-SESSION_ID_KEY = "openai_agents_session_id"
 
 Item = dict[str, Any]
 _MESSAGE_ROLES = {
@@ -62,9 +60,9 @@ _CALL_OUTPUTS = {"function_call_output", "custom_tool_call_output"}
 class ConvostoreSession:
     """An Agents SDK session kept in one convostore conversation owned by ``user_id``.
 
-    Give either ``conversation_id`` (the fast path: your endpoint already knows it), or an
-    external ``session_id`` string: its conversation is found through the conversation
-    metadata and, with ``create=True``, created on the first write.
+    Give either ``conversation_id`` (your endpoint already knows it), or an external
+    ``session_id`` string: the user's conversation with that ``external_id`` is used and,
+    with ``create=True``, created on the first write (one winner among concurrent writers).
     """
 
     session_id: str
@@ -155,13 +153,15 @@ class ConvostoreSession:
             return
         if not self._create:
             raise NotFoundError("session", self.session_id)
-        # The first write creates the conversation with its messages in one transaction.
-        conv = await self.store.create_conversation(
-            self.user_id,
-            title=self._title,
-            metadata={SESSION_ID_KEY: self.session_id},
-            messages=messages,
-        )
+        try:
+            # The first write creates the conversation with its messages in one transaction.
+            conv = await self.store.create_conversation(
+                self.user_id, title=self._title, external_id=self.session_id, messages=messages
+            )
+        except ConflictError:
+            # Another writer created this session's conversation first: join it.
+            conv = await self.store.get_conversation_by_external_id(self.user_id, self.session_id)
+            await self.store.append_messages(self.user_id, conv.id, messages)
         self._conversation_id = conv.id
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -187,21 +187,12 @@ class ConvostoreSession:
         """The conversation id, looking an external ``session_id`` up once per instance."""
         if self._conversation_id is not None or not self._by_session_id:
             return self._conversation_id
-        matches: list[int] = []
-        cursor: str | None = None
-        while True:
-            page = await self.store.list_conversations(
-                self.user_id, limit=MAX_CONVERSATION_PAGE, cursor=cursor
-            )
-            matches += [
-                c.id for c in page.data if (c.metadata or {}).get(SESSION_ID_KEY) == self.session_id
-            ]
-            if not page.has_more or page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        # Two first writes racing can both create one; the oldest wins, deterministically.
-        self._conversation_id = min(matches) if matches else None
-        return self._conversation_id
+        try:
+            conv = await self.store.get_conversation_by_external_id(self.user_id, self.session_id)
+        except NotFoundError:
+            return None
+        self._conversation_id = conv.id
+        return conv.id
 
 
 def _settings(value: SessionSettings | Mapping[str, Any] | None) -> SessionSettings:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from convostore._ops import MAX_BATCH
-from convostore.models import MAX_TITLE_LENGTH
+from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH
 from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
 
 __all__ = [
@@ -48,6 +48,12 @@ class ConversationCreate(BaseModel):
 
     title: str | None = Field(default=None, max_length=MAX_TITLE_LENGTH)
     metadata: dict[str, Any] | None = None
+    external_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="Your own id for this conversation, unique per user (409 if taken).",
+    )
     messages: list[MessageCreate] = Field(default_factory=list, max_length=MAX_BATCH)
 
 

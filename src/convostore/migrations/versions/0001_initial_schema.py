@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(255), nullable=False),
         sa.Column("title", sa.String(255), nullable=True),
         sa.Column("metadata", JSON, nullable=True),
+        sa.Column("external_id", sa.String(255), nullable=True),
         sa.Column("message_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TS, server_default=sa.func.now(), nullable=False),
@@ -47,6 +48,14 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_conversations_user_id_updated_at", "conversations", ["user_id", "updated_at", "id"]
+    )
+    op.create_index(
+        "uq_conversations_user_external_id",
+        "conversations",
+        ["user_id", "external_id"],
+        unique=True,
+        postgresql_where=sa.text("external_id IS NOT NULL"),
+        sqlite_where=sa.text("external_id IS NOT NULL"),
     )
     op.create_table(
         "messages",

@@ -32,7 +32,7 @@ ConversationId = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ConversationPublic,
-    responses=responses(400, 401, 413, 422),
+    responses=responses(400, 401, 409, 413, 422),
 )
 async def create_conversation(
     body: ConversationCreate, user: CurrentUser, store: StoreDep
@@ -42,7 +42,11 @@ async def create_conversation(
     Without a title, the first line of the first user message becomes the title.
     """
     return await store.create_conversation(
-        user, title=body.title, metadata=body.metadata, messages=body.messages
+        user,
+        title=body.title,
+        metadata=body.metadata,
+        messages=body.messages,
+        external_id=body.external_id,
     )
 
 
