@@ -1,9 +1,10 @@
 """The store's operations, written once against a sync SQLAlchemy ``Connection``.
 
 Both :class:`convostore.Store` and :class:`convostore.AsyncStore` run these functions:
-the sync store directly, the async store through ``AsyncConnection.run_sync`` (greenlets),
-so the two APIs cannot drift apart. Each operation declares how it must be run (see
-:class:`Mode`); the stores open the connection or transaction accordingly.
+the sync store directly, the async store through ``AsyncConnection.run_sync`` (greenlets)
+on PostgreSQL and in a worker thread on SQLite, so the two APIs cannot drift apart. Each
+operation declares how it must be run (see :class:`Mode`); the stores open the connection
+or transaction accordingly.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _HISTORY_CHUNK = 200
 class Mode(enum.Enum):
     """How an operation must be run."""
 
-    READ = "read"  # reads only: PostgreSQL autocommit, SQLite deferred transaction
+    READ = "read"  # reads only: no transaction (autocommit) on either database
     STATEMENT = "statement"  # atomic on PostgreSQL as one statement; SQLite BEGIN IMMEDIATE
     WRITE = "write"  # several writes: a transaction everywhere (BEGIN IMMEDIATE on SQLite)
 
@@ -351,7 +352,6 @@ def _append(
             if not ids:
                 raise NotFoundError("conversation", conversation_id)
             base = ids[0][1] - 1
-            rows = _sql.message_rows(user_id, conversation_id, base, new, now)
         else:
             bump = {
                 "cid": conversation_id,
@@ -364,11 +364,11 @@ def _append(
             if not bumped:
                 raise NotFoundError("conversation", conversation_id)
             base = bumped[0][0] - len(new)
-            rows = _sql.message_rows(user_id, conversation_id, base, new, now)
+        rows = _sql.message_rows(user_id, conversation_id, base, new, now)
+        if not tx.pg:
             _driver_execute(tx, _sql.INSERT_MESSAGE, rows)
-            ids = _driver_execute(tx, _sql.NEW_MESSAGE_IDS, {"cid": conversation_id, "base": base})[
-                1
-            ]
+            inserted = {"cid": conversation_id, "base": base}
+            ids = _driver_execute(tx, _sql.NEW_MESSAGE_IDS, inserted)[1]
         for m, row, returned in zip(new, rows, ids, strict=True):
             values = {**row, "id": returned[0], "key": row["client_key"]}
             del values["client_key"]
