@@ -147,13 +147,8 @@ CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
     C.c.id == bindparam("cid", type_=BigInteger()), C.c.user_id == bindparam("uid", type_=String())
 )
 
-
+#: The same, locking the row against concurrent appenders (pop / delete-after).
 CONVERSATION_BY_ID_FOR_UPDATE: Select[Any] = CONVERSATION_BY_ID.with_for_update()
-
-
-def select_conversation(user_id: str, conversation_id: int) -> Select[Any]:
-    """:data:`CONVERSATION_BY_ID` with its values bound (for one-off use)."""
-    return CONVERSATION_BY_ID.params(cid=conversation_id, uid=user_id)
 
 
 @cache
