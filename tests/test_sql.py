@@ -65,13 +65,10 @@ def conn(pg_url: str) -> Iterator[Connection]:
     engine.dispose()
 
 
-def plan(conn: Connection, stmt: Any, params: dict[str, Any] | None = None) -> str:
-    if params is None:
-        compiled = stmt.compile(dialect=conn.dialect)
-        sql, params = str(compiled), compiled.params
-        result = conn.exec_driver_sql("EXPLAIN " + sql, params)
-    else:
-        result = conn.execute(text("EXPLAIN " + stmt.text), params)
+def plan(conn: Connection, stmt: Any, params: dict[str, Any]) -> str:
+    """EXPLAIN exactly the SQL and parameters the store sends (``_sql.compiled``)."""
+    query = _sql.compiled(stmt, conn.dialect)
+    result = conn.exec_driver_sql("EXPLAIN " + query.sql, query.params(params))
     return "\n".join(row[0] for row in result)
 
 
@@ -82,30 +79,31 @@ def assert_index_only(plan_text: str, index: str) -> None:
 
 
 def test_recent_conversations_is_one_ordered_index_scan(conn: Connection) -> None:
-    stmt = _sql.list_conversations("u7", 21, None)
-    assert_index_only(plan(conn, stmt), "ix_conversations_user_id_updated_at")
+    stmt = _sql.conversations_query(paged=False)
+    params = _sql.conversations_params("u7", 21, None)
+    assert_index_only(plan(conn, stmt, params), "ix_conversations_user_id_updated_at")
 
 
 def test_next_page_of_conversations_uses_the_same_index(conn: Connection) -> None:
-    stmt = _sql.list_conversations("u7", 21, (utcnow(), 10**9))
-    assert_index_only(plan(conn, stmt), "ix_conversations_user_id_updated_at")
+    stmt = _sql.conversations_query(paged=True)
+    params = _sql.conversations_params("u7", 21, (utcnow(), 10**9))
+    assert_index_only(plan(conn, stmt, params), "ix_conversations_user_id_updated_at")
 
 
 def test_reading_a_conversation_in_order(conn: Connection) -> None:
-    stmt = _sql.select_messages("u2", 1)
-    assert_index_only(plan(conn, stmt), "uq_messages_conversation_position")
+    text_plan = plan(conn, *_sql.messages_params("u2", 1))
+    assert_index_only(text_plan, "uq_messages_conversation_position")
 
 
 def test_tail_of_a_conversation_is_a_backward_index_scan(conn: Connection) -> None:
-    stmt = _sql.select_messages("u2", 1, descending=True, limit=20)
-    text_plan = plan(conn, stmt)
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, descending=True, limit=20))
     assert_index_only(text_plan, "uq_messages_conversation_position")
     assert "Backward" in text_plan
 
 
 def test_keyset_page_of_messages(conn: Connection) -> None:
-    stmt = _sql.select_messages("u2", 1, after=10, limit=11)
-    assert_index_only(plan(conn, stmt), "uq_messages_conversation_position")
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, after=10, limit=11))
+    assert_index_only(text_plan, "uq_messages_conversation_position")
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -122,7 +120,7 @@ def test_append_locks_the_conversation_by_a_unique_index(conn: Connection, n: in
 
 def test_planner_knows_conversation_determines_user(conn: Connection) -> None:
     """The extended statistics shipped by the migration give a sane row estimate."""
-    text_plan = plan(conn, _sql.select_messages("u2", 1))
+    text_plan = plan(conn, *_sql.messages_params("u2", 1))
     estimate = int(text_plan.split("rows=")[1].split()[0])
     assert estimate > LONG // 4, text_plan
 

@@ -179,14 +179,6 @@ def conversations_params(
     return params
 
 
-def list_conversations(
-    user_id: str, limit: int, cursor: tuple[datetime, int] | None
-) -> Select[Any]:
-    """:func:`conversations_query` with its values bound (for one-off use and EXPLAIN)."""
-    stmt = conversations_query(paged=cursor is not None)
-    return stmt.params(**conversations_params(user_id, limit, cursor))
-
-
 def update_conversation(user_id: str, conversation_id: int, values: dict[str, Any]) -> Update:
     return (
         update(C)
@@ -443,22 +435,6 @@ def messages_params(
     if limit is not None:
         params["lim"] = limit
     return stmt, params
-
-
-def select_messages(
-    user_id: str,
-    conversation_id: int,
-    *,
-    after: int | None = None,
-    before: int | None = None,
-    descending: bool = False,
-    limit: int | None = None,
-) -> Select[Any]:
-    """:func:`messages_query` with its values bound (for one-off use and EXPLAIN)."""
-    stmt, params = messages_params(
-        user_id, conversation_id, after=after, before=before, descending=descending, limit=limit
-    )
-    return stmt.params(**params)
 
 
 # ------------------------------------------------------------------ compiled reads

@@ -118,8 +118,8 @@ def _conversations(conn: Connection, user_id: str | None, batch: int) -> Iterato
 def _messages(conn: Connection, user_id: str, conversation_id: int, batch: int) -> Iterator[Any]:
     after: int | None = None
     while True:
-        stmt = _sql.select_messages(user_id, conversation_id, after=after, limit=batch)
-        rows = conn.execute(stmt).all()
+        stmt, params = _sql.messages_params(user_id, conversation_id, after=after, limit=batch)
+        rows = conn.execute(stmt, params).all()
         yield from rows
         if len(rows) < batch:
             return
