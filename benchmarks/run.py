@@ -13,7 +13,7 @@ import psycopg
 from rich.console import Console
 
 from benchmarks import report
-from benchmarks.data import PG_SERVER_URL, Backend, build_read_set, create_database, drop_database
+from benchmarks.data import PG_SERVER_URL, Backend, create_database, drop_database
 from benchmarks.subjects import Subject, subjects_for
 from benchmarks.workloads import (
     Measurement,
@@ -42,15 +42,7 @@ async def run_backend(
     notes: list[str] = []
     measurements: list[Measurement] = []
     try:
-        rs = build_read_set(
-            db,
-            n_read=plan.w3_messages,
-            n_tail=plan.w4_messages,
-            noise_conversations=plan.noise_conversations,
-            noise_messages=plan.noise_messages,
-            n_list=plan.w5_conversations,
-            other_users=plan.w5_other_users,
-        )
+        rs = plan.read_set(db)
         subjects, skipped = subjects_for(db, alternatives=alternatives)
         notes.extend(f"{backend}: {s}" for s in skipped)
         for msg in skipped:

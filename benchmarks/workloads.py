@@ -20,7 +20,7 @@ from functools import partial
 from time import perf_counter_ns
 from typing import Any
 
-from benchmarks.data import Database, ReadSet, messages_of, text_of
+from benchmarks.data import Database, ReadSet, build_read_set, messages_of, text_of
 from benchmarks.subjects import Subject
 
 WORKLOADS: dict[str, str] = {
@@ -101,6 +101,18 @@ class Plan:
             noise_messages=5,
             rounds=2,
             warmup=1,
+        )
+
+    def read_set(self, db: Database) -> ReadSet:
+        """Bulk-load the data the read workloads (W3, W4, W5) run on, sized by this plan."""
+        return build_read_set(
+            db,
+            n_read=self.w3_messages,
+            n_tail=self.w4_messages,
+            noise_conversations=self.noise_conversations,
+            noise_messages=self.noise_messages,
+            n_list=self.w5_conversations,
+            other_users=self.w5_other_users,
         )
 
 

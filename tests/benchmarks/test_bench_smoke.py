@@ -58,15 +58,7 @@ async def test_every_workload_runs_and_checks_pass(bench_db: Database) -> None:
     subjects, skipped = subjects_for(bench_db)
     await _opened(subjects)
     try:
-        rs = build_read_set(
-            bench_db,
-            n_read=PLAN.w3_messages,
-            n_tail=PLAN.w4_messages,
-            noise_conversations=PLAN.noise_conversations,
-            noise_messages=PLAN.noise_messages,
-            n_list=PLAN.w5_conversations,
-            other_users=PLAN.w5_other_users,
-        )
+        rs = PLAN.read_set(bench_db)
         w1 = await w1_append_one(subjects, PLAN, bench_db.backend)
         w2 = await w2_append_batch(subjects, PLAN, bench_db.backend)
         reads = await read_workloads(subjects, rs, PLAN, bench_db.backend)
