@@ -484,31 +484,34 @@ class CompiledStatement:
 
 #: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).
 _FIELD_NAMES = {"client_key": "key"}
-_COMPILED: dict[tuple[int, int], CompiledStatement] = {}
+# Keyed by the dialect instance (an engine's, with its own serializers) and the statement,
+# both held by the cache so that neither id can be reused by another object. It grows with
+# the engines a process creates, which are few.
+_COMPILED: dict[Dialect, dict[int, tuple[Any, CompiledStatement]]] = {}
 
 
 def compiled(
     stmt: Select[Any] | TextClause | Insert | Update, dialect: Dialect
 ) -> CompiledStatement:
-    """``stmt`` compiled for ``dialect`` (cached: statements here are module-level objects)."""
-    key = (id(stmt), id(dialect))
-    hit = _COMPILED.get(key)
-    if hit is None:
-        compiled = stmt.compile(dialect=dialect)
-        binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in compiled.binds.values()}
-        columns = list(stmt.selected_columns) if isinstance(stmt, Select) else []
-        fields = tuple(_FIELD_NAMES.get(str(c.key), str(c.key)) for c in columns)
-        converters = tuple(
-            (i, fields[i], proc)
-            for i, c in enumerate(columns)
-            if (proc := c.type._cached_result_processor(dialect, None)) is not None
-        )
-        positional = tuple(compiled.positiontup) if compiled.positiontup else None
-        defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        hit = _COMPILED[key] = CompiledStatement(
-            str(compiled), positional, defaults, binds, fields, converters
-        )
-    return hit
+    """``stmt`` compiled for ``dialect``, once (the hot statements are module-level objects)."""
+    cache = _COMPILED.setdefault(dialect, {})
+    entry = cache.get(id(stmt))
+    if entry is not None and entry[0] is stmt:
+        return entry[1]
+    result = stmt.compile(dialect=dialect)
+    binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in result.binds.values()}
+    columns = list(stmt.selected_columns) if isinstance(stmt, Select) else []
+    fields = tuple(_FIELD_NAMES.get(str(c.key), str(c.key)) for c in columns)
+    converters = tuple(
+        (i, fields[i], proc)
+        for i, c in enumerate(columns)
+        if (proc := c.type._cached_result_processor(dialect, None)) is not None
+    )
+    positional = tuple(result.positiontup) if result.positiontup else None
+    defaults = {k: v for k, v in result.params.items() if v is not None}
+    query = CompiledStatement(str(result), positional, defaults, binds, fields, converters)
+    cache[id(stmt)] = (stmt, query)
+    return query
 
 
 def select_messages_by_key(user_id: str, conversation_id: int, keys: Sequence[str]) -> Select[Any]:

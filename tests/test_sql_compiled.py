@@ -1,0 +1,17 @@
+"""The compiled-statement cache: one entry per dialect instance, never shared across them."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from convostore import _sql
+
+
+def test_each_dialect_gets_its_own_compilation() -> None:
+    stmt = _sql.messages_query(after=True, before=False, descending=True, limited=True)
+    lite = _sql.compiled(stmt, sqlite.dialect())
+    pg = _sql.compiled(stmt, postgresql.psycopg.dialect())
+    assert "?" in lite.sql and "%(cid)s" in pg.sql
+    assert lite.params({"cid": 1, "uid": "u", "after": 2, "lim": 3})[:4] == [1, "u", 2, 3]
+    dialect = sqlite.dialect()
+    assert _sql.compiled(stmt, dialect) is _sql.compiled(stmt, dialect)
