@@ -288,7 +288,7 @@ def _raw_create(conn: Any, pg: bool, user_id: str, title: str) -> int:
     now = datetime.now(UTC)
     p, stamp = ("%s", now) if pg else ("?", sqlite_ts(now))
     conn.execute(
-        f"INSERT INTO users (id, created_at) VALUES ({p}, {p}) ON CONFLICT DO NOTHING",
+        f"INSERT INTO convostore_users (id, created_at) VALUES ({p}, {p}) ON CONFLICT DO NOTHING",
         (user_id, stamp),
     )
     row = conn.execute(

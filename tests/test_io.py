@@ -59,7 +59,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         return {
             table: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))]
             for table, order in (
-                ("users", "id"),
+                ("convostore_users", "id"),
                 ("conversations", "id"),
                 ("messages", "conversation_id, position"),
             )

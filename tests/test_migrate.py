@@ -39,7 +39,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
         assert migrate.current(engine) is None
         migrate.upgrade(engine)
         assert migrate.current(engine) == migrate.head()
-        assert _tables(empty_url) == {"users", "conversations", "messages"}
+        assert _tables(empty_url) == {"convostore_users", "conversations", "messages"}
         assert migrate.check(engine) == []
 
         migrate.downgrade(engine, "base")

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from convostore import Store
+from convostore import Store, ValidationError
 from convostore.db import make_engine
 from convostore.models import Conversation, Message, MessageRole, User
 
@@ -64,14 +64,14 @@ def test_models_import_like_the_seeds() -> None:
     assert (C.__tablename__, M.__tablename__, U.__tablename__) == (
         "conversations",
         "messages",
-        "users",
+        "convostore_users",
     )
     assert {r.value for r in R} == {"user", "assistant", "system", "tool"}
 
 
 def test_columns_types_and_nullability(engine: Engine) -> None:
     insp = inspect(engine)
-    assert {"users", "conversations", "messages"} <= set(insp.get_table_names())
+    assert {"convostore_users", "conversations", "messages"} <= set(insp.get_table_names())
     cols = {c["name"]: c for c in insp.get_columns("messages")}
     expected_nullable = {
         "id": False,
@@ -147,9 +147,21 @@ def test_role_is_checked_by_the_database(engine: Engine) -> None:
     with Session(engine) as session:
         _user(session, "alice")
         conv = _conversation(session, "alice")
-        session.add(_message(conv, 1, "hi", role="robot"))
+        assert conv.id is not None
+        bad = {"conversation_id": conv.id, "role": "robot", "content": "hi"}
         with pytest.raises(IntegrityError):
+            session.execute(Message.__table__.insert().values(bad))  # type: ignore[attr-defined]
+
+
+def test_role_is_checked_by_the_orm_before_anything_is_written(engine: Engine) -> None:
+    with Session(engine) as session:
+        _user(session, "alice")
+        conv = _conversation(session, "alice")
+        session.add(_message(conv, 1, "hi", role="robot"))
+        with pytest.raises(ValidationError) as caught:
             session.commit()
+        assert caught.value.field == "role"
+    assert _count(engine, Message) == 0
 
 
 def test_position_is_unique_per_conversation(engine: Engine) -> None:
@@ -164,11 +176,13 @@ def test_position_is_unique_per_conversation(engine: Engine) -> None:
             session.commit()
 
 
-def test_conversation_requires_existing_user(engine: Engine) -> None:
+def test_a_conversation_registers_a_new_user_by_itself(engine: Engine) -> None:
     with Session(engine) as session:
         session.add(Conversation(user_id="nobody"))
-        with pytest.raises(IntegrityError):
-            session.commit()
+        session.commit()
+    with engine.connect() as conn:
+        users = conn.execute(text("SELECT id FROM convostore_users")).scalars().all()
+    assert users == ["nobody"]
 
 
 def _count(engine: Engine, model: type[Message] | type[Conversation], **where: object) -> int:
@@ -216,7 +230,7 @@ def test_deleting_user_deletes_everything_of_theirs(engine: Engine) -> None:
 def test_timestamps_default_to_now_in_utc(engine: Engine) -> None:
     before = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO users (id) VALUES ('alice')"))
+        conn.execute(text("INSERT INTO convostore_users (id) VALUES ('alice')"))
         conn.execute(text("INSERT INTO conversations (user_id) VALUES ('alice')"))
     with Session(engine) as session:
         conv = session.exec(select(Conversation)).one()[0]

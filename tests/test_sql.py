@@ -31,9 +31,9 @@ def conn(pg_url: str) -> Iterator[Connection]:
     """A populated database; everything happens in one transaction that is rolled back."""
     engine = make_engine(pg_url)
     with engine.connect() as connection:
-        connection.execute(text("TRUNCATE users, conversations, messages RESTART IDENTITY CASCADE"))
+        connection.execute(text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE"))
         connection.execute(
-            text("INSERT INTO users (id) SELECT 'u' || g FROM generate_series(1, :n) g"),
+            text("INSERT INTO convostore_users (id) SELECT 'u' || g FROM generate_series(1, :n) g"),
             {"n": USERS},
         )
         connection.execute(
@@ -59,7 +59,7 @@ def conn(pg_url: str) -> Iterator[Connection]:
             ),
             {"n": LONG},
         )
-        connection.execute(text("ANALYZE users, conversations, messages"))
+        connection.execute(text("ANALYZE convostore_users, conversations, messages"))
         yield connection
         connection.rollback()
     engine.dispose()

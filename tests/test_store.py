@@ -207,7 +207,7 @@ async def test_delete_user_erases_everything_and_nothing_else(api: MaybeAsync, r
     assert await api.delete_user(ALICE) is True
     assert await api.delete_user(ALICE) is False
     assert (await api.list_conversations(ALICE)).data == []
-    for table in ("users WHERE id", "conversations WHERE user_id", "messages WHERE user_id"):
+    for table in ("convostore_users WHERE id", "conversations WHERE user_id", "messages WHERE user_id"):
         assert count(raw, f"SELECT count(*) FROM {table} = :u", u=ALICE) == 0
     assert [c.id for c in (await api.list_conversations(BOB)).data] == [bobs.id]
     assert [m.content for m in await api.get_messages(BOB, bobs.id)] == ["bob's"]
@@ -219,7 +219,7 @@ async def test_delete_user_erases_everything_and_nothing_else(api: MaybeAsync, r
 async def test_ensure_user_is_idempotent(api: MaybeAsync, raw: Engine) -> None:
     await api.ensure_user(ALICE)
     await api.ensure_user(ALICE)
-    assert count(raw, "SELECT count(*) FROM users WHERE id = :u", u=ALICE) == 1
+    assert count(raw, "SELECT count(*) FROM convostore_users WHERE id = :u", u=ALICE) == 1
     assert (await api.list_conversations(ALICE)).data == []
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from convostore import _sql
 from convostore.db import make_engine
+from convostore.models import users_table
 from convostore.verify import verify
 
 
@@ -22,7 +23,8 @@ def test_verify_passes_and_leaves_nothing_behind(db_url: str) -> None:
         assert "delete user cascades to conversations and messages" in names
         assert "foreign key messages(conversation_id, user_id) -> conversations" in names
         with engine.connect() as conn:
-            for table in (_sql.U, _sql.C, _sql.M):
+            for table in (users_table, _sql.C, _sql.M):
+                assert table is not None
                 assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
     finally:
         engine.dispose()
@@ -35,9 +37,11 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert {c.name for c in checks if not c.ok} == {
-        "table users",
+        "table convostore_users",
         "table conversations",
         "table messages",
+        "trigger convostore_message_defaults",
+        "trigger convostore_register_user",
         "behaviour probes",
     }
 
@@ -51,7 +55,7 @@ def test_verify_detects_a_missing_cascade(db_url: str) -> None:
                 conn.exec_driver_sql("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id")
                 conn.exec_driver_sql(
                     "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id"
-                    " FOREIGN KEY (user_id) REFERENCES users (id)"
+                    " FOREIGN KEY (user_id) REFERENCES convostore_users (id)"
                 )
                 conn.commit()
             else:
@@ -68,13 +72,13 @@ def test_verify_detects_a_missing_cascade(db_url: str) -> None:
         engine.dispose()
         engine = make_engine(db_url)
         failed = {c.name for c in verify(engine) if not c.ok}
-        assert "foreign key messages(user_id) -> users" in failed
+        assert "foreign key messages(user_id) -> convostore_users" in failed
     finally:
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:
                 conn.exec_driver_sql("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id")
                 conn.exec_driver_sql(
                     "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id FOREIGN KEY (user_id)"
-                    " REFERENCES users (id) ON DELETE CASCADE"
+                    " REFERENCES convostore_users (id) ON DELETE CASCADE"
                 )
         engine.dispose()

@@ -24,6 +24,12 @@ from convostore.history import TokenCounter, approximate_tokens
 from convostore.models import Conversation, Message, MessageRole, User
 from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
 from convostore.store import AsyncStore, Store
+from convostore import _orm
+
+# The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
+# which import each other's modules: installed here, once both are complete. Importing
+# ``convostore.models`` always runs this package module first.
+_orm.install()
 
 __version__ = "0.1.0"
 

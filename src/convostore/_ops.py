@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.selectable import TextualSelect
 
 from convostore import _sql
 from convostore.errors import ConflictError, NotFoundError, ValidationError
@@ -103,7 +104,7 @@ def _message(row: Sequence[Any]) -> MessagePublic:
 
 def _driver_execute(
     tx: Tx,
-    stmt: Select[Any] | TextClause | Insert | Update,
+    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update,
     params: dict[str, Any] | Sequence[dict[str, Any]],
 ) -> tuple[_sql.CompiledStatement, Sequence[Any]]:
     """Run a prebuilt statement on the DB-API cursor of the operation's connection.
@@ -173,8 +174,14 @@ def derive_title(messages: Sequence[MessageCreate]) -> str | None:
 
 @operation(Mode.STATEMENT)
 def ensure_user(tx: Tx, user_id: str) -> None:
-    """Register ``user_id`` if it is new (the store also does this on first write)."""
-    tx.conn.execute(_sql.upsert_user(tx.pg, validate_user_id(user_id), utcnow()))
+    """Register ``user_id`` if it is new (the database also does this on first write).
+
+    With the host's users table (``CONVOSTORE_USERS_TABLE``) users are the host's to
+    create, and this only checks the id.
+    """
+    stmt = _sql.upsert_user(tx.pg, validate_user_id(user_id), utcnow())
+    if stmt is not None:
+        tx.conn.execute(stmt)
 
 
 @operation(Mode.STATEMENT)
@@ -227,10 +234,8 @@ def _insert_conversation(
     metadata: dict[str, Any] | None,
     external_id: str | None,
 ) -> Row[Any] | None:
-    """Insert (registering the user); ``None`` if ``external_id`` is already taken."""
+    """Insert (the database registers a new user); ``None`` if ``external_id`` is taken."""
     now = utcnow()
-    if not tx.pg:
-        tx.conn.execute(_sql.upsert_user(False, user_id, now))
     stmt = _sql.insert_conversation(
         tx.pg, user_id, title, metadata, now, external_id=external_id, if_absent=True
     )
@@ -348,10 +353,12 @@ def _append(
         if tx.pg:
             stmt, params = _sql.pg_append(user_id, conversation_id, new, now, auto_title)
             # RETURNING order is not guaranteed by SQL: pair ids with messages by position.
-            ids: Sequence[Any] = sorted(_driver_execute(tx, stmt, params)[1], key=lambda r: r[1])
+            query, returned = _driver_execute(tx, stmt, params)
+            ids: Sequence[Any] = sorted(returned, key=lambda r: r[1])
             if not ids:
                 raise NotFoundError("conversation", conversation_id)
             base = ids[0][1] - 1
+            last = query.records(ids[-1:])[0]["created_at"]
         else:
             bump = {
                 "cid": conversation_id,
@@ -360,11 +367,12 @@ def _append(
                 "now": now,
                 "auto_title": auto_title,
             }
-            bumped = _driver_execute(tx, _sql.BUMP_CONVERSATION, bump)[1]
+            query, bumped = _driver_execute(tx, _sql.SQLITE_BUMP_CONVERSATION, bump)
             if not bumped:
                 raise NotFoundError("conversation", conversation_id)
-            base = bumped[0][0] - len(new)
-        rows = _sql.message_rows(user_id, conversation_id, base, new, now)
+            record = query.records(bumped)[0]
+            base, last = record["message_count"] - len(new), record["updated_at"]
+        rows = _sql.message_rows(user_id, conversation_id, base, new, last)
         if not tx.pg:
             _driver_execute(tx, _sql.INSERT_MESSAGE, rows)
             inserted = {"cid": conversation_id, "base": base}

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     select,
     text,
     tuple_,
@@ -40,13 +41,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TextualSelect
 
+from convostore._ddl import pg_next_timestamp, sqlite_next_timestamp
 from convostore.errors import ValidationError
-from convostore.models import conversations_table, messages_table, users_table
+from convostore.models import (
+    OWNS_USERS,
+    USERS_TABLE,
+    conversations_table,
+    messages_table,
+    users_table,
+)
 from convostore.schemas import MessageCreate
 from convostore.types import UTCDateTime
 
-U = users_table
 C = conversations_table
 M = messages_table
 
@@ -78,15 +86,29 @@ MESSAGE_COLUMNS = (
 # ----------------------------------------------------------------------------- users
 
 
-def upsert_user(pg: bool, user_id: str, now: datetime) -> Insert:
-    """Register a user if new; concurrent first writes both succeed."""
-    ins = postgresql.insert(U) if pg else sqlite.insert(U)
-    return ins.values(id=user_id, created_at=now).on_conflict_do_nothing(index_elements=[U.c.id])
+def upsert_user(pg: bool, user_id: str, now: datetime) -> Insert | None:
+    """Register a user if new (``None`` when the host owns the users table).
+
+    Concurrent first writes both succeed. A conversation's insert registers its user by
+    itself (a trigger); this is for the user's own ``created_at`` (import, ``ensure_user``).
+    """
+    if users_table is None:
+        return None
+    ins = postgresql.insert(users_table) if pg else sqlite.insert(users_table)
+    return ins.values(id=user_id, created_at=now).on_conflict_do_nothing(
+        index_elements=[users_table.c.id]
+    )
 
 
 def delete_user(user_id: str) -> Delete:
-    """Erase a user; the foreign keys cascade to conversations and messages."""
-    return delete(U).where(U.c.id == user_id)
+    """Erase everything of a user; the foreign keys cascade from the deleted rows.
+
+    With the host's users table, the host's user row is the host's to delete: convostore
+    removes the user's conversations (and so their messages) only.
+    """
+    if users_table is None:
+        return delete(C).where(C.c.user_id == user_id)
+    return delete(users_table).where(users_table.c.id == user_id)
 
 
 # --------------------------------------------------------------------- conversations
@@ -102,7 +124,7 @@ def insert_conversation(
     external_id: str | None = None,
     if_absent: bool = False,
 ) -> Insert:
-    """Create a conversation; on PostgreSQL the user is registered in the same statement.
+    """Create a conversation (its user is registered by the database's trigger if new).
 
     With ``if_absent``, an existing conversation of the user with this ``external_id``
     wins: nothing is inserted and nothing is returned (concurrent callers included).
@@ -122,8 +144,6 @@ def insert_conversation(
             index_elements=[C.c.user_id, C.c.external_id],
             index_where=C.c.external_id.isnot(None),
         )
-    if pg:
-        stmt = stmt.add_cte(upsert_user(True, user_id, now).cte("new_user"))
     return stmt.returning(*CONVERSATION_COLUMNS)
 
 
@@ -221,16 +241,16 @@ _PG_APPEND_TEMPLATE = """
 WITH conv AS (
     UPDATE conversations
        SET message_count = message_count + {n},
-           updated_at = :now,
+           updated_at = {next_ts},
            title = COALESCE(title, :auto_title)
      WHERE id = :cid AND user_id = :uid
- RETURNING id, user_id, message_count - {n} AS base
+ RETURNING id, user_id, message_count - {n} AS base, updated_at AS last
 )
 INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
                       tool_call_id, metadata, client_key, created_at)
-SELECT conv.id, conv.user_id, conv.base + {values}, :now
+SELECT conv.id, conv.user_id, conv.base + {values}, {created_at}
 {source}
-RETURNING id, position
+RETURNING id, position, created_at
 """
 _PG_APPEND_BINDS = (
     bindparam("now", type_=UTCDateTime()),
@@ -241,9 +261,14 @@ _PG_APPEND_BINDS = (
 
 #: Any number of messages, one array per column, so that the SQL (and its server-side
 #: prepared plan) never changes with the batch size.
-PG_APPEND: TextClause = text(
+_APPEND_RETURNS = {"id": BigInteger(), "position": Integer(), "created_at": UTCDateTime()}
+
+PG_APPEND: TextualSelect = text(
     _PG_APPEND_TEMPLATE.format(
         n=":n",
+        next_ts=pg_next_timestamp("updated_at", ":now", ":n"),
+        # Message i of n gets the i-th of the n instants that end at the new updated_at.
+        created_at="conv.last - (:n - v.ord) * interval '1 microsecond'",
         values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
         " CAST(v.metadata AS JSONB), v.client_key",
         source="""  FROM conv,
@@ -259,13 +284,15 @@ PG_APPEND: TextClause = text(
         bindparam(name, type_=ARRAY(Text()))
         for name in ("roles", "contents", "tool_calls", "tool_call_ids", "metas", "keys")
     ),
-)
+).columns(**_APPEND_RETURNS)
 
 #: The common single message, with scalar parameters: dumping six one-element arrays
 #: costs more client time than the statement takes on the server.
-PG_APPEND_ONE: TextClause = text(
+PG_APPEND_ONE: TextualSelect = text(
     _PG_APPEND_TEMPLATE.format(
         n="1",
+        next_ts=pg_next_timestamp("updated_at", ":now", "1"),
+        created_at="conv.last",
         values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
         " CAST(:metadata AS JSONB), :client_key",
         source="  FROM conv",
@@ -278,7 +305,7 @@ PG_APPEND_ONE: TextClause = text(
     bindparam("tool_call_id", type_=String()),
     bindparam("metadata", type_=Text()),
     bindparam("client_key", type_=String()),
-)
+).columns(**_APPEND_RETURNS)
 
 
 def _json_text(value: Any) -> str | None:
@@ -291,7 +318,7 @@ def pg_append(
     messages: Sequence[MessageCreate],
     now: datetime,
     auto_title: str | None,
-) -> tuple[TextClause, dict[str, Any]]:
+) -> tuple[TextualSelect, dict[str, Any]]:
     """The append statement for ``messages`` and its parameters.
 
     One message: :data:`PG_APPEND_ONE`; more: :data:`PG_APPEND`, one array per column so
@@ -326,20 +353,27 @@ def pg_append(
     }
 
 
-#: SQLite half of an append: reserve ``n`` positions, returning the new ``message_count``
-#: (params: ``cid``, ``uid``, ``n``, ``now``, ``auto_title``).
-BUMP_CONVERSATION: Update = (
-    update(C)
-    .where(
-        C.c.id == bindparam("cid", type_=BigInteger()),
-        C.c.user_id == bindparam("uid", type_=String()),
+#: SQLite half of an append: reserve ``n`` positions of the conversation, returning the new
+#: ``message_count``, its owner and the new ``updated_at``: the last of ``n`` never-tying
+#: instants, the messages' ``created_at`` (params: ``cid``, ``uid`` or None for "whoever
+#: owns it", the ORM's case, ``n``, ``now``, ``auto_title``).
+SQLITE_BUMP_CONVERSATION: TextualSelect = (
+    text(
+        "UPDATE conversations"
+        " SET message_count = message_count + :n,"
+        f" updated_at = {sqlite_next_timestamp('updated_at', ':now', ':n')},"
+        " title = COALESCE(title, :auto_title)"
+        " WHERE id = :cid AND (:uid IS NULL OR user_id = :uid)"
+        " RETURNING message_count, user_id, updated_at"
     )
-    .values(
-        message_count=C.c.message_count + bindparam("n", type_=Integer()),
-        updated_at=bindparam("now", type_=UTCDateTime()),
-        title=func.coalesce(C.c.title, bindparam("auto_title", type_=String())),
+    .bindparams(
+        bindparam("cid", type_=BigInteger()),
+        bindparam("uid", type_=String()),
+        bindparam("n", type_=Integer()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("auto_title", type_=String()),
     )
-    .returning(C.c.message_count)
+    .columns(message_count=Integer(), user_id=String(), updated_at=UTCDateTime())
 )
 
 _ROW_COLUMNS = (
@@ -372,8 +406,14 @@ NEW_MESSAGE_IDS: Select[Any] = (
 
 
 def message_rows(
-    user_id: str, conversation_id: int, base: int, messages: Sequence[MessageCreate], now: datetime
+    user_id: str,
+    conversation_id: int,
+    base: int,
+    messages: Sequence[MessageCreate],
+    last: datetime,
 ) -> list[dict[str, Any]]:
+    """The stored rows of an append at ``base+1..``; times end at ``last``, 1 µs apart."""
+    n = len(messages)
     return [
         {
             "conversation_id": conversation_id,
@@ -385,7 +425,7 @@ def message_rows(
             "tool_call_id": m.tool_call_id,
             "metadata": m.metadata,
             "client_key": m.key,
-            "created_at": now,
+            "created_at": last - timedelta(microseconds=n - i),
         }
         for i, m in enumerate(messages, start=1)
     ]
@@ -491,7 +531,7 @@ _COMPILED: dict[Dialect, dict[int, tuple[Any, CompiledStatement]]] = {}
 
 
 def compiled(
-    stmt: Select[Any] | TextClause | Insert | Update, dialect: Dialect
+    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update, dialect: Dialect
 ) -> CompiledStatement:
     """``stmt`` compiled for ``dialect``, once (the hot statements are module-level objects)."""
     cache = _COMPILED.setdefault(dialect, {})
@@ -500,7 +540,7 @@ def compiled(
         return entry[1]
     result = stmt.compile(dialect=dialect)
     binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in result.binds.values()}
-    columns = list(stmt.selected_columns) if isinstance(stmt, Select) else []
+    columns = list(stmt.selected_columns) if isinstance(stmt, Select | TextualSelect) else []
     fields = tuple(_FIELD_NAMES.get(str(c.key), str(c.key)) for c in columns)
     converters = tuple(
         (i, fields[i], proc)
@@ -543,10 +583,17 @@ def delete_messages_after(conversation_id: int, position: int) -> ReturningDelet
 
 
 def export_conversations(user_id: str | None, after_id: int | None, limit: int) -> Select[Any]:
-    """Conversations by id (keyset), with the owner's ``created_at``, for streaming export."""
-    stmt = select(*CONVERSATION_COLUMNS, U.c.created_at.label("user_created_at")).join(
-        U, U.c.id == C.c.user_id
-    )
+    """Conversations by id (keyset), with the owner's ``created_at``, for streaming export.
+
+    The owner's ``created_at`` is convostore's own record; with the host's users table it is
+    not ours to read, and is left out (null).
+    """
+    if users_table is None:
+        stmt = select(*CONVERSATION_COLUMNS, null().label("user_created_at"))
+    else:
+        stmt = select(
+            *CONVERSATION_COLUMNS, users_table.c.created_at.label("user_created_at")
+        ).join(users_table, users_table.c.id == C.c.user_id)
     if user_id is not None:
         stmt = stmt.where(C.c.user_id == user_id)
     if after_id is not None:
@@ -586,27 +633,46 @@ def pg_sync_id_sequences() -> list[TextClause]:
 
 
 def table_counts() -> Select[Any]:
-    """Rows in users, conversations and messages, in one statement."""
+    """Users, conversations and messages, in one statement.
+
+    Users are convostore's own records, or with the host's table the users who have chats.
+    """
+    users = (
+        select(func.count(C.c.user_id.distinct()))
+        if users_table is None
+        else select(func.count()).select_from(users_table)
+    )
     return select(
-        select(func.count()).select_from(U).scalar_subquery().label("users"),
+        users.scalar_subquery().label("users"),
         select(func.count()).select_from(C).scalar_subquery().label("conversations"),
         select(func.count()).select_from(M).scalar_subquery().label("messages"),
     )
 
 
+#: Report label -> table, for the tables convostore owns (the host's users table is the
+#: host's: its size is not convostore's to report).
+_OWN_TABLES = {
+    **({"users": USERS_TABLE} if OWNS_USERS else {}),
+    "conversations": "conversations",
+    "messages": "messages",
+}
+_LABELS = ", ".join(f"('{label}', '{table}')" for label, table in _OWN_TABLES.items())
+
+
 def pg_table_sizes() -> TextClause:
     """Total on-disk size (table + indexes + TOAST) of each convostore table, in bytes."""
     return text(
-        "SELECT t, pg_total_relation_size(to_regclass(t)) FROM "
-        "unnest(ARRAY['users', 'conversations', 'messages']) AS t"
+        f"WITH v(label, t) AS (VALUES {_LABELS})"
+        " SELECT label, pg_total_relation_size(to_regclass(t)) FROM v"
     )
 
 
 def sqlite_table_sizes() -> TextClause:
     """Bytes per table including its indexes; needs SQLite's ``dbstat`` (may be absent)."""
     return text(
-        "SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s JOIN sqlite_master m ON m.name = s.name "
-        "WHERE m.tbl_name IN ('users', 'conversations', 'messages') GROUP BY m.tbl_name"
+        f"WITH v(label, t) AS (VALUES {_LABELS}) SELECT v.label, SUM(s.pgsize) FROM v"
+        " JOIN sqlite_master m ON m.tbl_name = v.t JOIN dbstat s ON m.name = s.name"
+        " GROUP BY v.label"
     )
 
 

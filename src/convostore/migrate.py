@@ -17,21 +17,24 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from convostore.db import WRITE_OPTION
-from convostore.models import metadata
+from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
 
 __all__ = [
+    "TABLES",
     "VERSION_TABLE",
     "alembic_config",
     "check",
     "current",
     "downgrade",
+    "exclude_convostore",
     "head",
     "include_object",
     "upgrade",
 ]
 
 VERSION_TABLE = "convostore_alembic_version"
-TABLES = frozenset({"users", "conversations", "messages"})
+#: The tables convostore creates and migrates (never the host's users table).
+TABLES = frozenset({"conversations", "messages"} | ({USERS_TABLE} if OWNS_USERS else set()))
 # Any constant works; it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY = 0x636F6E766F
 
@@ -44,6 +47,21 @@ def include_object(
         return name in TABLES
     table = getattr(obj, "table", None)
     return table is None or table.name in TABLES
+
+
+def exclude_convostore(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic filter for a *host* app's own autogenerate: leave convostore's tables alone.
+
+    In your ``env.py``: ``context.configure(..., include_object=exclude_convostore)``; then
+    ``alembic revision --autogenerate`` neither re-creates nor drops convostore's tables,
+    which ``convostore db upgrade`` migrates on its own version table.
+    """
+    if type_ == "table":
+        return name not in TABLES and name != VERSION_TABLE
+    table = getattr(obj, "table", None)
+    return table is None or table.name not in TABLES
 
 
 def alembic_config() -> Config:
@@ -107,4 +125,4 @@ def check(bind: Engine | Connection) -> list[Any]:
             "version_table": VERSION_TABLE,
         },
     )
-    return list(compare_metadata(ctx, metadata))
+    return list(compare_metadata(ctx, schema_metadata(bind)))

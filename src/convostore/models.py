@@ -1,6 +1,19 @@
-"""The schema: SQLModel table models for ``users``, ``conversations`` and ``messages``.
+"""The schema: SQLModel table models for ``conversations`` and ``messages`` (and users).
 
-    from convostore.models import User, Conversation, Message, MessageRole
+    from convostore.models import Conversation, Message, MessageRole
+
+**Users belong to the host app.** Set ``CONVOSTORE_USERS_TABLE`` (environment or ``.env``,
+read when this module is imported) to the name of your app's users table: convostore then
+defines no users table, and ``user_id`` references that table's ``id`` (taking its type)
+with ``ON DELETE CASCADE``. Unset, convostore keeps a minimal ``convostore_users`` table of
+its own, filled in by the database on a user's first conversation, so a never-seen user id
+always works (``User`` is that table's model).
+
+**The models are real models.** ``session.add(Message(conversation_id=..., role=...,
+content=...))`` or a raw ``INSERT`` with only those columns works: the database assigns the
+position, the owner and ``created_at`` and bumps the conversation, atomically, exactly as the
+store's appends do (see :mod:`convostore._ddl`); the ORM also checks the store's validation
+rules before anything is written.
 
 The database itself enforces the contract, not only Python:
 
@@ -8,14 +21,12 @@ The database itself enforces the contract, not only Python:
   message can never belong to a user other than its conversation's owner;
 * every foreign key cascades on delete (conversation -> messages; user -> everything);
 * ``(conversation_id, position)`` is unique: the order of a conversation never depends on
-  clock ties, and positions are assigned atomically by the store (1, 2, 3, ... gapless);
+  clock ties, and positions are assigned atomically (1, 2, 3, ... gapless);
 * ``role`` is checked against the four roles of the chat format.
 
 Indexes serve the hot queries: ``(user_id, updated_at, id)`` lists a user's recent
 conversations in one ordered index scan; ``(conversation_id, position)`` reads a
 conversation in order or its tail; ``(user_id, created_at)`` finds a user's messages.
-These tables are written by :class:`convostore.Store`; validation of input lives in
-:mod:`convostore.schemas` (SQLModel skips validators on table models).
 """
 
 from __future__ import annotations
@@ -28,21 +39,32 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    FetchedValue,
     ForeignKeyConstraint,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    event,
     func,
     text,
 )
 from sqlmodel import Field, SQLModel
 
+from convostore import _ddl
+from convostore.config import get_settings
 from convostore.types import JSONType, UTCDateTime
 
 __all__ = ["Conversation", "Message", "MessageRole", "User", "metadata"]
+
+#: The host app's users table (``CONVOSTORE_USERS_TABLE``), or ``None``: convostore's own.
+HOST_USERS_TABLE: str | None = get_settings().users_table
+#: The table every ``user_id`` references.
+USERS_TABLE: str = HOST_USERS_TABLE or _ddl.OWN_USERS_TABLE
+OWNS_USERS: bool = HOST_USERS_TABLE is None
 
 # BIGINT ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the auto-assigned rowid.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -70,13 +92,22 @@ def _created_at() -> Any:
     )
 
 
-class User(SQLModel, table=True):
-    """A user of the host application; registered by the store on first write."""
+if OWNS_USERS:
 
-    __tablename__ = "users"
+    class User(SQLModel, table=True):
+        """A user id seen by convostore (standalone only); registered on first write."""
 
-    id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), primary_key=True))
-    created_at: datetime | None = _created_at()
+        __tablename__ = _ddl.OWN_USERS_TABLE
+
+        id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), primary_key=True))
+        created_at: datetime | None = _created_at()
+
+
+def _user_id_column() -> Any:
+    # No type of its own: SQLAlchemy copies the referenced users.id type (String(255) of
+    # convostore's table, or whatever the host's id is) once that table is defined, which
+    # a host may do before or after importing this module.
+    return Column(nullable=False, server_default=FetchedValue())
 
 
 class Conversation(SQLModel, table=True):
@@ -85,7 +116,7 @@ class Conversation(SQLModel, table=True):
     __tablename__ = "conversations"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_conversations_user_id"
+            ["user_id"], [f"{USERS_TABLE}.id"], ondelete="CASCADE", name="fk_conversations_user_id"
         ),
         # Target of the messages' composite foreign key (owner consistency).
         UniqueConstraint("id", "user_id", name="uq_conversations_id_user_id"),
@@ -106,7 +137,8 @@ class Conversation(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
-    user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
+    # Typeless: takes the type of the users table's id (see _user_id_column).
+    user_id: str = Field(sa_column=Column(nullable=False))
     title: str | None = Field(default=None, sa_column=Column(String(MAX_TITLE_LENGTH)))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONType))
     external_id: str | None = Field(default=None, sa_column=Column(String(MAX_ID_LENGTH)))
@@ -134,7 +166,7 @@ class Message(SQLModel, table=True):
             name="fk_messages_conversation_owner",
         ),
         ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_messages_user_id"
+            ["user_id"], [f"{USERS_TABLE}.id"], ondelete="CASCADE", name="fk_messages_user_id"
         ),
         UniqueConstraint("conversation_id", "position", name="uq_messages_conversation_position"),
         Index("ix_messages_user_id_created_at", "user_id", "created_at"),
@@ -155,19 +187,63 @@ class Message(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
     conversation_id: int = Field(sa_column=Column(IdType, nullable=False))
-    user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
-    position: int = Field(sa_column=Column(Integer, nullable=False))
+    # Left out (None), these are filled in by the database (or, on SQLite's ORM path, by
+    # convostore.orm) from the conversation, under its lock; FetchedValue makes the ORM
+    # omit them from the INSERT and read them back.
+    user_id: str = Field(default=None, sa_column=_user_id_column())
+    position: int = Field(
+        default=None, sa_column=Column(Integer, nullable=False, server_default=FetchedValue())
+    )
     role: str = Field(sa_column=Column(String(20), nullable=False))
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     tool_calls: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONType))
     tool_call_id: str | None = Field(default=None, sa_column=Column(String(MAX_ID_LENGTH)))
     meta: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONType))
     client_key: str | None = Field(default=None, sa_column=Column(String(MAX_ID_LENGTH)))
-    created_at: datetime | None = _created_at()
+    # No DDL default: NULL tells the trigger to assign a time that never ties (a default
+    # would be indistinguishable from a caller's explicit value).
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(UTCDateTime(), nullable=False, server_default=FetchedValue()),
+    )
 
 
-#: The metadata holding convostore's three tables (what migrations are compared against).
+#: The metadata holding convostore's tables (what migrations are compared against).
 metadata = SQLModel.metadata
-users_table: Table = metadata.tables["users"]
 conversations_table: Table = metadata.tables["conversations"]
 messages_table: Table = metadata.tables["messages"]
+#: convostore's own users table; ``None`` when the host's is used.
+users_table: Table | None = metadata.tables[_ddl.OWN_USERS_TABLE] if OWNS_USERS else None
+
+
+def schema_metadata(conn: Any) -> MetaData:
+    """convostore's tables in a metadata whose foreign keys all resolve (for comparisons).
+
+    With the host's users table, the host's model may not be imported (``convostore db
+    check`` from the command line): its table is then reflected from ``conn`` into a
+    private copy, never into the shared ``SQLModel.metadata``.
+    """
+    if OWNS_USERS or USERS_TABLE in metadata.tables:
+        return metadata
+    copy = MetaData()
+    Table(USERS_TABLE, copy, autoload_with=conn)
+    for table in (conversations_table, messages_table):
+        table.to_metadata(copy)
+    return copy
+
+
+def _create_triggers(target: Table, connection: Any, **kw: Any) -> None:
+    for statement in _ddl.create_statements(connection.dialect.name, own_users=OWNS_USERS):
+        connection.execute(text(statement))
+
+
+def _drop_functions(target: Table, connection: Any, **kw: Any) -> None:
+    # Triggers go with their tables; PostgreSQL's trigger functions would stay behind.
+    for statement in _ddl.drop_statements(connection.dialect.name):
+        if statement.startswith("DROP FUNCTION"):
+            connection.execute(text(statement))
+
+
+# ``SQLModel.metadata.create_all`` creates the same working schema as the migrations.
+event.listen(messages_table, "after_create", _create_triggers)
+event.listen(messages_table, "after_drop", _drop_functions)

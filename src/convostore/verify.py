@@ -11,13 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import column, delete, func, inspect, select
+from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from convostore import _sql
 from convostore.migrate import TABLES
-from convostore.models import metadata
+from convostore import _ddl
+from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
 from convostore.types import utcnow
 
 __all__ = ["Check", "verify"]
@@ -40,7 +42,7 @@ def _structure(conn: Connection) -> list[Check]:
     present = set(insp.get_table_names())
     for name in sorted(TABLES):
         checks.append(Check(f"table {name}", name in present))
-    for table in metadata.sorted_tables:
+    for table in schema_metadata(conn).sorted_tables:
         if table.name not in TABLES or table.name not in present:
             continue
         live = {c["name"]: c for c in insp.get_columns(table.name)}
@@ -84,6 +86,9 @@ def _structure(conn: Connection) -> list[Check]:
             "SELECT 1 FROM pg_statistic_ext WHERE stxname = 'stx_messages_conversation_user'"
         ).first()
         checks.append(Check("statistics stx_messages_conversation_user", found is not None))
+    live_triggers = _ddl.live_triggers(conn)
+    for name in _ddl.trigger_names(own_users=OWNS_USERS):
+        checks.append(Check(f"trigger {name}", name in live_triggers))
     if conn.dialect.name == "sqlite":
         enabled = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         checks.append(Check("sqlite foreign_keys pragma", enabled, "on" if enabled else "off"))
@@ -111,15 +116,34 @@ def _cascades(
     return Check(name, remaining == 0, f"{remaining} left")
 
 
+def _probe_users(conn: Connection) -> tuple[str, str] | None:
+    """Two user ids to probe with: convostore's own throw-away ones, or two of the host's."""
+    if OWNS_USERS:
+        return _PROBE_USER, _PROBE_USER + "_other"
+    host = sql_table(USERS_TABLE, column("id"))
+    ids = [str(r[0]) for r in conn.execute(select(host.c.id).order_by(host.c.id).limit(2))]
+    return (ids[0], ids[1]) if len(ids) == 2 else None
+
+
 def _behaviour(conn: Connection) -> list[Check]:
     now = utcnow()
+    probe_users = _probe_users(conn)
+    if probe_users is None:
+        return [
+            Check(
+                "behaviour probes",
+                True,
+                f"skipped: {USERS_TABLE} needs two users to probe with (nothing is written)",
+            )
+        ]
+    probe, other = probe_users
     pg = conn.dialect.name == "postgresql"
-    conn.execute(_sql.upsert_user(pg, _PROBE_USER, now))
-    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[
-        0
-    ]
+    for user in probe_users:
+        if (stmt := _sql.upsert_user(pg, user, now)) is not None:
+            conn.execute(stmt)
+    conv_id = conn.execute(_sql.insert_conversation(False, probe, "verify", None, now)).one()[0]
 
-    def message(cid: int, user: str = _PROBE_USER, role: str = "user", pos: int = 1) -> None:
+    def message(cid: int, user: str = probe, role: str = "user", pos: int = 1) -> None:
         conn.execute(
             _sql.M.insert().values(
                 conversation_id=cid,
@@ -131,8 +155,6 @@ def _behaviour(conn: Connection) -> list[Check]:
             )
         )
 
-    other = _PROBE_USER + "_other"
-    conn.execute(_sql.upsert_user(pg, other, now))
     checks = [
         _rejected(conn, "message for a missing conversation", lambda: message(-1)),
         _rejected(conn, "message owned by another user", lambda: message(conv_id, user=other)),
@@ -148,22 +170,20 @@ def _behaviour(conn: Connection) -> list[Check]:
         _cascades(
             conn,
             "delete conversation cascades to messages",
-            lambda: conn.execute(_sql.delete_conversation(_PROBE_USER, conv_id)),
+            lambda: conn.execute(_sql.delete_conversation(probe, conv_id)),
             lambda: count(_sql.M, _sql.M.c.conversation_id == conv_id),
         )
     )
-    conv_id = conn.execute(_sql.insert_conversation(False, _PROBE_USER, "verify", None, now)).one()[
-        0
-    ]
+    conv_id = conn.execute(_sql.insert_conversation(False, probe, "verify", None, now)).one()[0]
     message(conv_id)
+    users = sql_table(USERS_TABLE, column("id"))
     checks.append(
         _cascades(
             conn,
             "delete user cascades to conversations and messages",
-            lambda: conn.execute(_sql.delete_user(_PROBE_USER)),
+            lambda: conn.execute(delete(users).where(users.c.id == probe)),
             lambda: (
-                count(_sql.C, _sql.C.c.user_id == _PROBE_USER)
-                + count(_sql.M, _sql.M.c.user_id == _PROBE_USER)
+                count(_sql.C, _sql.C.c.user_id == probe) + count(_sql.M, _sql.M.c.user_id == probe)
             ),
         )
     )

@@ -1,4 +1,7 @@
-"""Initial schema: users, conversations, messages.
+"""Initial schema: conversations, messages, and convostore's users table if it keeps one.
+
+With ``CONVOSTORE_USERS_TABLE`` set, the host's users table must exist already; the
+``user_id`` columns take the type of its ``id`` and reference it.
 
 Revision ID: 0001
 Revises:
@@ -13,6 +16,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from convostore.migrations import host_user_id_type
+from convostore.models import HOST_USERS_TABLE, USERS_TABLE
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -24,15 +30,19 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    op.create_table(
-        "users",
-        sa.Column("id", sa.String(255), primary_key=True),
-        sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
-    )
+    if HOST_USERS_TABLE is None:
+        user_id: sa.types.TypeEngine[object] = sa.String(255)
+        op.create_table(
+            USERS_TABLE,
+            sa.Column("id", user_id, primary_key=True),
+            sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
+        )
+    else:
+        user_id = host_user_id_type(op.get_bind(), HOST_USERS_TABLE)
     op.create_table(
         "conversations",
         sa.Column("id", ID, primary_key=True),
-        sa.Column("user_id", sa.String(255), nullable=False),
+        sa.Column("user_id", user_id, nullable=False),
         sa.Column("title", sa.String(255), nullable=True),
         sa.Column("metadata", JSON, nullable=True),
         sa.Column("external_id", sa.String(255), nullable=True),
@@ -40,7 +50,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TS, server_default=sa.func.now(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_conversations_user_id"
+            ["user_id"], [f"{USERS_TABLE}.id"], ondelete="CASCADE", name="fk_conversations_user_id"
         ),
         sa.UniqueConstraint("id", "user_id", name="uq_conversations_id_user_id"),
         sa.CheckConstraint("message_count >= 0", name="ck_conversations_message_count"),
@@ -61,7 +71,7 @@ def upgrade() -> None:
         "messages",
         sa.Column("id", ID, primary_key=True),
         sa.Column("conversation_id", ID, nullable=False),
-        sa.Column("user_id", sa.String(255), nullable=False),
+        sa.Column("user_id", user_id, nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(20), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
@@ -77,7 +87,7 @@ def upgrade() -> None:
             name="fk_messages_conversation_owner",
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_messages_user_id"
+            ["user_id"], [f"{USERS_TABLE}.id"], ondelete="CASCADE", name="fk_messages_user_id"
         ),
         sa.UniqueConstraint(
             "conversation_id", "position", name="uq_messages_conversation_position"
@@ -110,4 +120,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("messages")
     op.drop_table("conversations")
-    op.drop_table("users")
+    if HOST_USERS_TABLE is None:
+        op.drop_table(USERS_TABLE)

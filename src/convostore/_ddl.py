@@ -1,0 +1,207 @@
+"""The database-side half of the schema: triggers that make the tables real models.
+
+A host app may ``session.add(Message(...))`` or ``INSERT INTO messages`` with only the
+seeds' columns; these triggers fill in what the store's own append computes (the next
+position, the owner, a ``created_at`` that never ties) under the conversation's row lock,
+so both ways of writing give the same gapless order. Rows that already carry a position
+(the store's appends, imports) skip them (``WHEN NEW.position IS NULL``).
+
+Shared by ``SQLModel.metadata.create_all`` (attached in :mod:`convostore.models`) and the
+shipped migrations, so both create the same schema. Nothing here imports the models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "OWN_USERS_TABLE",
+    "create_statements",
+    "drop_statements",
+    "live_triggers",
+    "trigger_names",
+    "pg_next_timestamp",
+    "sqlite_next_timestamp",
+]
+
+#: convostore's own users table when the host names none (never clashes with a host's).
+OWN_USERS_TABLE = "convostore_users"
+
+_MESSAGE_TRIGGER = "convostore_message_defaults"
+_USER_TRIGGER = "convostore_register_user"
+_FK_NAME = "fk_messages_conversation_owner"
+
+
+def pg_next_timestamp(prev: str, now: str, n: str) -> str:
+    """The newest of ``n`` strictly increasing instants after ``prev``, from ``now`` on.
+
+    The ``created_at`` of messages appended under the conversation's lock: never a tie and
+    never earlier than the previous message, so ``ORDER BY created_at`` follows positions.
+    """
+    return (
+        f"GREATEST({now} + ({n} - 1) * interval '1 microsecond',"
+        f" {prev} + {n} * interval '1 microsecond')"
+    )
+
+
+def _sqlite_micros(ts: str) -> str:
+    # SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text (fraction optional).
+    return (
+        f"(CAST(strftime('%s', substr({ts}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({ts} || '000000', 21, 6) AS INTEGER))"
+    )
+
+
+def sqlite_next_timestamp(prev: str, now: str, n: str) -> str:
+    """:func:`pg_next_timestamp` for SQLite's timestamp text, in whole microseconds."""
+    micros = f"max({_sqlite_micros(now)} + {n} - 1, {_sqlite_micros(prev)} + {n})"
+    return (
+        f"(strftime('%Y-%m-%d %H:%M:%S', {micros} / 1000000, 'unixepoch')"
+        f" || printf('.%06d', {micros} % 1000000))"
+    )
+
+
+_SQLITE_CLOCK = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+_MESSAGE_COLUMNS = "role, content, tool_calls, tool_call_id, metadata, client_key"
+
+
+def _pg_statements(own_users: bool) -> list[str]:
+    statements = [
+        f"""
+CREATE OR REPLACE FUNCTION {_MESSAGE_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    conv record;
+BEGIN
+    IF NEW.position IS NOT NULL THEN
+        -- A caller that places the row itself only left out the time (and the owner).
+        NEW.created_at := clock_timestamp();
+        IF NEW.user_id IS NULL THEN
+            SELECT user_id INTO NEW.user_id FROM conversations WHERE id = NEW.conversation_id;
+        END IF;
+        RETURN NEW;
+    END IF;
+    -- The row lock taken here serialises concurrent inserts into one conversation.
+    UPDATE conversations
+       SET message_count = message_count + 1,
+           updated_at = {pg_next_timestamp("updated_at", "clock_timestamp()", "1")}
+     WHERE id = NEW.conversation_id
+       AND (NEW.user_id IS NULL OR user_id = NEW.user_id)
+    RETURNING message_count, user_id, updated_at INTO conv;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "messages" violates foreign key constraint "{_FK_NAME}"'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = '{_FK_NAME}',
+                  TABLE = 'messages',
+                  DETAIL = format('Key (conversation_id)=(%s) is not present in table '
+                                  '"conversations" for this user.', NEW.conversation_id);
+    END IF;
+    NEW.position := conv.message_count;
+    NEW.user_id := conv.user_id;
+    NEW.created_at := COALESCE(NEW.created_at, conv.updated_at);
+    RETURN NEW;
+END
+$$""",
+        f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER} ON messages",
+        f"""CREATE TRIGGER {_MESSAGE_TRIGGER} BEFORE INSERT ON messages
+    FOR EACH ROW WHEN (NEW.position IS NULL OR NEW.created_at IS NULL)
+    EXECUTE FUNCTION {_MESSAGE_TRIGGER}()""",
+    ]
+    if own_users:
+        statements += [
+            f"""
+CREATE OR REPLACE FUNCTION {_USER_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {OWN_USERS_TABLE} (id, created_at) VALUES (NEW.user_id, now())
+        ON CONFLICT (id) DO NOTHING;
+    RETURN NEW;
+END
+$$""",
+            f"DROP TRIGGER IF EXISTS {_USER_TRIGGER} ON conversations",
+            f"""CREATE TRIGGER {_USER_TRIGGER} BEFORE INSERT ON conversations
+    FOR EACH ROW EXECUTE FUNCTION {_USER_TRIGGER}()""",
+        ]
+    return statements
+
+
+def _sqlite_statements(own_users: bool) -> list[str]:
+    # SQLite triggers cannot assign NEW: the trigger stores the completed row itself and
+    # drops the original one (RAISE(IGNORE)). The ORM path never gets here, because
+    # convostore.models fills in the position first (the ORM needs the real row id back).
+    statements = [
+        f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}",
+        f"""CREATE TRIGGER {_MESSAGE_TRIGGER} BEFORE INSERT ON messages
+FOR EACH ROW WHEN NEW.position IS NULL OR NEW.created_at IS NULL
+BEGIN
+    SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed')
+     WHERE NEW.position IS NULL
+       AND NOT EXISTS (SELECT 1 FROM conversations
+                        WHERE id = NEW.conversation_id
+                          AND (NEW.user_id IS NULL OR user_id = NEW.user_id));
+    UPDATE conversations
+       SET message_count = message_count + 1,
+           updated_at = {sqlite_next_timestamp("updated_at", _SQLITE_CLOCK, "1")}
+     WHERE id = NEW.conversation_id AND NEW.position IS NULL;
+    -- NEW.id is -1 when the caller gave none. A caller that placed the row itself (a
+    -- position) only left out the time, which is then the clock's.
+    INSERT INTO messages (id, conversation_id, user_id, position, {_MESSAGE_COLUMNS},
+                          created_at)
+    SELECT NULLIF(NEW.id, -1), NEW.conversation_id, COALESCE(NEW.user_id, c.user_id),
+           COALESCE(NEW.position, c.message_count), NEW.role, NEW.content, NEW.tool_calls,
+           NEW.tool_call_id, NEW.metadata, NEW.client_key,
+           COALESCE(NEW.created_at,
+                    CASE WHEN NEW.position IS NULL THEN c.updated_at
+                         ELSE {_SQLITE_CLOCK} || '000' END)
+      FROM (SELECT 1) LEFT JOIN conversations AS c ON c.id = NEW.conversation_id;
+    SELECT RAISE(IGNORE);
+END""",
+    ]
+    if own_users:
+        statements += [
+            f"DROP TRIGGER IF EXISTS {_USER_TRIGGER}",
+            f"""CREATE TRIGGER {_USER_TRIGGER} BEFORE INSERT ON conversations
+FOR EACH ROW
+BEGIN
+    INSERT OR IGNORE INTO {OWN_USERS_TABLE} (id, created_at)
+    VALUES (NEW.user_id, strftime('%Y-%m-%d %H:%M:%f000', 'now'));
+END""",
+        ]
+    return statements
+
+
+def create_statements(dialect: str, *, own_users: bool) -> list[str]:
+    """The DDL that (re)creates convostore's triggers on ``dialect``; idempotent."""
+    if dialect == "postgresql":
+        return _pg_statements(own_users)
+    if dialect == "sqlite":
+        return _sqlite_statements(own_users)
+    return []
+
+
+def drop_statements(dialect: str) -> list[str]:
+    """The DDL that removes every trigger (and PostgreSQL function) convostore created."""
+    if dialect == "postgresql":
+        return [
+            f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER} ON messages",
+            f"DROP TRIGGER IF EXISTS {_USER_TRIGGER} ON conversations",
+            f"DROP FUNCTION IF EXISTS {_MESSAGE_TRIGGER}()",
+            f"DROP FUNCTION IF EXISTS {_USER_TRIGGER}()",
+        ]
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}", f"DROP TRIGGER IF EXISTS {_USER_TRIGGER}"]
+    return []
+
+
+def trigger_names(*, own_users: bool) -> list[str]:
+    """The triggers a complete schema has."""
+    return [_MESSAGE_TRIGGER, *([_USER_TRIGGER] if own_users else [])]
+
+
+def live_triggers(conn: Any) -> set[str]:
+    """The names of the triggers that exist on ``conn``'s database (for ``db verify``)."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    elif conn.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    else:
+        return set()
+    return {str(name) for (name,) in conn.exec_driver_sql(sql)}
