@@ -172,7 +172,9 @@ class Loader:
         self.users.update(new)
         now = self.tick()
         rows = [(u, now if self.pg else sqlite_ts(now)) for u in new]
-        sql = "INSERT INTO convostore_users (id, created_at) VALUES ({0}, {0}) ON CONFLICT DO NOTHING"
+        sql = (
+            "INSERT INTO convostore_users (id, created_at) VALUES ({0}, {0}) ON CONFLICT DO NOTHING"
+        )
         self._many(sql.format("%s" if self.pg else "?"), rows)
 
     def add_conversations(self, rows: Iterable[tuple[str, str | None, datetime]]) -> list[int]:

@@ -99,7 +99,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _truncate_pg(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE")
+        )
     engine.dispose()
 
 

@@ -38,7 +38,6 @@ def test_public_api_is_exactly_this() -> None:
         "Store",
         "TokenCounter",
         "UnavailableError",
-        "User",
         "ValidationError",
         "__version__",
         "approximate_tokens",

@@ -31,7 +31,9 @@ def conn(pg_url: str) -> Iterator[Connection]:
     """A populated database; everything happens in one transaction that is rolled back."""
     engine = make_engine(pg_url)
     with engine.connect() as connection:
-        connection.execute(text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE"))
+        connection.execute(
+            text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE")
+        )
         connection.execute(
             text("INSERT INTO convostore_users (id) SELECT 'u' || g FROM generate_series(1, :n) g"),
             {"n": USERS},

@@ -207,7 +207,11 @@ async def test_delete_user_erases_everything_and_nothing_else(api: MaybeAsync, r
     assert await api.delete_user(ALICE) is True
     assert await api.delete_user(ALICE) is False
     assert (await api.list_conversations(ALICE)).data == []
-    for table in ("convostore_users WHERE id", "conversations WHERE user_id", "messages WHERE user_id"):
+    for table in (
+        "convostore_users WHERE id",
+        "conversations WHERE user_id",
+        "messages WHERE user_id",
+    ):
         assert count(raw, f"SELECT count(*) FROM {table} = :u", u=ALICE) == 0
     assert [c.id for c in (await api.list_conversations(BOB)).data] == [bobs.id]
     assert [m.content for m in await api.get_messages(BOB, bobs.id)] == ["bob's"]

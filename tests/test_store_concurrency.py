@@ -121,7 +121,10 @@ def test_concurrent_first_writes_for_a_new_user(big_store: Store, raw: Engine) -
     assert {c.title for c in listed} == {f"t{i}" for i in range(WRITERS)}
     with raw.connect() as conn:
         assert (
-            conn.execute(text("SELECT count(*) FROM convostore_users WHERE id = 'newcomer'")).scalar_one() == 1
+            conn.execute(
+                text("SELECT count(*) FROM convostore_users WHERE id = 'newcomer'")
+            ).scalar_one()
+            == 1
         )
 
 

@@ -11,6 +11,7 @@ Usage::
         print(store.get_history("alice", conv.id, max_messages=20))
 """
 
+from convostore import _orm
 from convostore.errors import (
     ConfigurationError,
     ConflictError,
@@ -21,10 +22,9 @@ from convostore.errors import (
     ValidationError,
 )
 from convostore.history import TokenCounter, approximate_tokens
-from convostore.models import Conversation, Message, MessageRole, User
+from convostore.models import Conversation, Message, MessageRole
 from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
 from convostore.store import AsyncStore, Store
-from convostore import _orm
 
 # The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
 # which import each other's modules: installed here, once both are complete. Importing
@@ -50,7 +50,6 @@ __all__ = [
     "Store",
     "TokenCounter",
     "UnavailableError",
-    "User",
     "ValidationError",
     "__version__",
     "approximate_tokens",

@@ -89,7 +89,8 @@ BEGIN
        AND (NEW.user_id IS NULL OR user_id = NEW.user_id)
     RETURNING message_count, user_id, updated_at INTO conv;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'insert or update on table "messages" violates foreign key constraint "{_FK_NAME}"'
+        RAISE EXCEPTION
+            'insert or update on table "messages" violates foreign key constraint "{_FK_NAME}"'
             USING ERRCODE = 'foreign_key_violation', CONSTRAINT = '{_FK_NAME}',
                   TABLE = 'messages',
                   DETAIL = format('Key (conversation_id)=(%s) is not present in table '
@@ -187,7 +188,10 @@ def drop_statements(dialect: str) -> list[str]:
             f"DROP FUNCTION IF EXISTS {_USER_TRIGGER}()",
         ]
     if dialect == "sqlite":
-        return [f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}", f"DROP TRIGGER IF EXISTS {_USER_TRIGGER}"]
+        return [
+            f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}",
+            f"DROP TRIGGER IF EXISTS {_USER_TRIGGER}",
+        ]
     return []
 
 

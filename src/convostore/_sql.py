@@ -42,6 +42,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.types import TypeEngine
 
 from convostore._ddl import pg_next_timestamp, sqlite_next_timestamp
 from convostore.errors import ValidationError
@@ -261,51 +262,63 @@ _PG_APPEND_BINDS = (
 
 #: Any number of messages, one array per column, so that the SQL (and its server-side
 #: prepared plan) never changes with the batch size.
-_APPEND_RETURNS = {"id": BigInteger(), "position": Integer(), "created_at": UTCDateTime()}
+_APPEND_RETURNS: dict[str, TypeEngine[Any]] = {
+    "id": BigInteger(),
+    "position": Integer(),
+    "created_at": UTCDateTime(),
+}
 
-PG_APPEND: TextualSelect = text(
-    _PG_APPEND_TEMPLATE.format(
-        n=":n",
-        next_ts=pg_next_timestamp("updated_at", ":now", ":n"),
-        # Message i of n gets the i-th of the n instants that end at the new updated_at.
-        created_at="conv.last - (:n - v.ord) * interval '1 microsecond'",
-        values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
-        " CAST(v.metadata AS JSONB), v.client_key",
-        source="""  FROM conv,
+PG_APPEND: TextualSelect = (
+    text(
+        _PG_APPEND_TEMPLATE.format(
+            n=":n",
+            next_ts=pg_next_timestamp("updated_at", ":now", ":n"),
+            # Message i of n gets the i-th of the n instants that end at the new updated_at.
+            created_at="conv.last - (:n - v.ord) * interval '1 microsecond'",
+            values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
+            " CAST(v.metadata AS JSONB), v.client_key",
+            source="""  FROM conv,
        unnest(CAST(:roles AS TEXT[]), CAST(:contents AS TEXT[]), CAST(:tool_calls AS TEXT[]),
               CAST(:tool_call_ids AS TEXT[]), CAST(:metas AS TEXT[]), CAST(:keys AS TEXT[]))
        WITH ORDINALITY AS v(role, content, tool_calls, tool_call_id, metadata, client_key, ord)
  ORDER BY v.ord""",
+        )
     )
-).bindparams(
-    *_PG_APPEND_BINDS,
-    bindparam("n", type_=Integer()),
-    *(
-        bindparam(name, type_=ARRAY(Text()))
-        for name in ("roles", "contents", "tool_calls", "tool_call_ids", "metas", "keys")
-    ),
-).columns(**_APPEND_RETURNS)
+    .bindparams(
+        *_PG_APPEND_BINDS,
+        bindparam("n", type_=Integer()),
+        *(
+            bindparam(name, type_=ARRAY(Text()))
+            for name in ("roles", "contents", "tool_calls", "tool_call_ids", "metas", "keys")
+        ),
+    )
+    .columns(**_APPEND_RETURNS)
+)
 
 #: The common single message, with scalar parameters: dumping six one-element arrays
 #: costs more client time than the statement takes on the server.
-PG_APPEND_ONE: TextualSelect = text(
-    _PG_APPEND_TEMPLATE.format(
-        n="1",
-        next_ts=pg_next_timestamp("updated_at", ":now", "1"),
-        created_at="conv.last",
-        values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
-        " CAST(:metadata AS JSONB), :client_key",
-        source="  FROM conv",
+PG_APPEND_ONE: TextualSelect = (
+    text(
+        _PG_APPEND_TEMPLATE.format(
+            n="1",
+            next_ts=pg_next_timestamp("updated_at", ":now", "1"),
+            created_at="conv.last",
+            values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
+            " CAST(:metadata AS JSONB), :client_key",
+            source="  FROM conv",
+        )
     )
-).bindparams(
-    *_PG_APPEND_BINDS,
-    bindparam("role", type_=String()),
-    bindparam("content", type_=Text()),
-    bindparam("tool_calls", type_=Text()),
-    bindparam("tool_call_id", type_=String()),
-    bindparam("metadata", type_=Text()),
-    bindparam("client_key", type_=String()),
-).columns(**_APPEND_RETURNS)
+    .bindparams(
+        *_PG_APPEND_BINDS,
+        bindparam("role", type_=String()),
+        bindparam("content", type_=Text()),
+        bindparam("tool_calls", type_=Text()),
+        bindparam("tool_call_id", type_=String()),
+        bindparam("metadata", type_=Text()),
+        bindparam("client_key", type_=String()),
+    )
+    .columns(**_APPEND_RETURNS)
+)
 
 
 def _json_text(value: Any) -> str | None:

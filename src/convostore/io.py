@@ -264,7 +264,9 @@ def _check(conv: ExportedConversation, max_content_length: int) -> list[MessageC
 def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int:
     pg = conn.dialect.name == "postgresql"
     user_created = conv.user_created_at or conv.created_at
-    conn.execute(_sql.upsert_user(pg, conv.user_id, user_created))
+    # The owner's first-seen time, kept in convostore's own users table (if it has one).
+    if (register := _sql.upsert_user(pg, conv.user_id, user_created)) is not None:
+        conn.execute(register)
     values: dict[str, Any] = {
         "user_id": conv.user_id,
         "title": conv.title,

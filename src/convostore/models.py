@@ -58,7 +58,7 @@ from convostore import _ddl
 from convostore.config import get_settings
 from convostore.types import JSONType, UTCDateTime
 
-__all__ = ["Conversation", "Message", "MessageRole", "User", "metadata"]
+__all__ = ["Conversation", "Message", "MessageRole", "metadata", "schema_metadata"]
 
 #: The host app's users table (``CONVOSTORE_USERS_TABLE``), or ``None``: convostore's own.
 HOST_USERS_TABLE: str | None = get_settings().users_table
@@ -101,6 +101,8 @@ if OWNS_USERS:
 
         id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), primary_key=True))
         created_at: datetime | None = _created_at()
+
+    __all__ += ["User"]
 
 
 def _user_id_column() -> Any:

@@ -16,9 +16,8 @@ from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from convostore import _sql
+from convostore import _ddl, _sql
 from convostore.migrate import TABLES
-from convostore import _ddl
 from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
 from convostore.types import utcnow
 

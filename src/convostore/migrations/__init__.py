@@ -27,7 +27,7 @@ def host_user_id_type(conn: Connection, table: str) -> sa.types.TypeEngine[Any]:
         )
     for column in insp.get_columns(table):
         if column["name"] == "id":
-            return column["type"]  # type: ignore[no-any-return]
+            return column["type"]
     raise ConfigurationError(
         f"CONVOSTORE_USERS_TABLE={table}: the table has no 'id' column for user_id to reference"
     )

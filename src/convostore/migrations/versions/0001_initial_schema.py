@@ -11,6 +11,7 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,7 +32,7 @@ TS = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     if HOST_USERS_TABLE is None:
-        user_id: sa.types.TypeEngine[object] = sa.String(255)
+        user_id: sa.types.TypeEngine[Any] = sa.String(255)
         op.create_table(
             USERS_TABLE,
             sa.Column("id", user_id, primary_key=True),
