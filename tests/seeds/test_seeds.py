@@ -9,6 +9,7 @@ against a fresh database of each backend.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -75,3 +76,31 @@ def test_seed_quickstart_runs_unchanged(
     assert run.returncode == 0, run.stdout + run.stderr
     for line in expected:
         assert line in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_existing_app_guide_runs_as_written(
+    backend: str, tmp_path: Path, pg_database: Callable[[str], str]
+) -> None:
+    """docs/existing-app.md: its Python examples, in order, as one host app's script."""
+    blocks = re.findall(
+        r"```python\n(.*?)```", (ROOT / "docs" / "existing-app.md").read_text(), flags=re.S
+    )
+    # The env.py fragment belongs to the host's Alembic; the rest is one script.
+    script = "\n".join(b for b in blocks if "context.configure" not in b)
+    (tmp_path / "guide.py").write_text(
+        f"import os\nDATABASE_URL = os.environ['DATABASE_URL']\n{script}\nprint('guide ok')\n"
+    )
+    url = f"sqlite:///{tmp_path / 'app.db'}" if backend == "sqlite" else pg_database("guide")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
+    env.update({"DATABASE_URL": url, "CONVOSTORE_USERS_TABLE": "users"})
+    run = subprocess.run(
+        [sys.executable, "guide.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "guide ok" in run.stdout
