@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
 from convostore import migrate
@@ -129,3 +129,39 @@ def test_cli_rejects_unsupported_url_without_traceback() -> None:
     assert result.exit_code == 1
     assert "unsupported database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_database_of_the_first_release_is_upgraded_with_its_data(empty_url: str) -> None:
+    """0001 as first shipped named convostore's users table ``users``; 0002 renames it,
+    keeps every row, and the triggers then serve new ORM-style inserts."""
+    engine = make_engine(empty_url)
+    try:
+        migrate.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE convostore_users RENAME TO users"))
+            conn.execute(text("INSERT INTO users (id) VALUES ('alice')"))
+            conn.execute(text("INSERT INTO conversations (user_id) VALUES ('alice')"))
+            conn.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+                    " VALUES (1, 'alice', 1, 'user', 'old')"
+                )
+            )
+            conn.execute(text("UPDATE conversations SET message_count = 1"))
+        migrate.upgrade(engine)
+        assert _tables(empty_url) == {"convostore_users", "conversations", "messages"}
+        assert migrate.check(engine) == []
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, role, content) VALUES (1, 'user', 'new')"
+                )
+            )
+            rows = conn.execute(
+                text("SELECT position, user_id, content FROM messages ORDER BY created_at")
+            ).all()
+            assert [tuple(r) for r in rows] == [(1, "alice", "old"), (2, "alice", "new")]
+            conn.execute(text("DELETE FROM convostore_users WHERE id = 'alice'"))
+            assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == 0
+    finally:
+        engine.dispose()

@@ -44,6 +44,10 @@ with engine.begin() as conn:
 # ... and convostore's migrations add the chat tables (the command line, as a user runs it).
 convostore = Path(sys.executable).with_name("convostore")
 subprocess.run([str(convostore), "db", "upgrade"], check=True, env=os.environ)
+# The drift check and the verify report follow the same setting.
+for command in ("check", "verify"):
+    subprocess.run([str(convostore), "db", command], check=True, env=os.environ)
+print("db check and db verify passed")
 
 # The host's `alembic revision --autogenerate`, with convostore's one-liner in env.py:
 # it proposes nothing for convostore's tables (neither to create nor to drop them).

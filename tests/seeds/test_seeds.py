@@ -27,6 +27,7 @@ SEEDS = {
     "seed_001": (
         "users",
         [
+            "db check and db verify passed",
             "host autogenerate: no changes",
             "Should get error: foreign key constraint violation -> got it",
             "Should return 0 rows -> 0 rows",
@@ -104,3 +105,17 @@ def test_existing_app_guide_runs_as_written(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "guide ok" in run.stdout
+
+
+def test_a_users_table_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
+    env.update(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "CONVOSTORE_USERS_TABLE": "nope"}
+    )
+    convostore = Path(sys.executable).with_name("convostore")
+    run = subprocess.run(
+        [str(convostore), "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert "CONVOSTORE_USERS_TABLE=nope: there is no table 'nope'" in " ".join(run.stderr.split())
+    assert "Traceback" not in run.stderr
