@@ -154,7 +154,8 @@ def test_a_database_of_the_first_release_is_upgraded_with_its_data(empty_url: st
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO messages (conversation_id, role, content) VALUES (1, 'user', 'new')"
+                    "INSERT INTO messages (conversation_id, role, content)"
+                    " VALUES (1, 'user', 'new')"
                 )
             )
             rows = conn.execute(
