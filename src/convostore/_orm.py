@@ -78,13 +78,13 @@ def install() -> None:
     """Register the events on convostore's models (idempotent)."""
     from convostore.models import Conversation, Message
 
-    for cls, hooks in (
-        (Message, (_validate_message, _fill_in_sqlite)),
-        (Conversation, (_validate_conversation,)),
-    ):
-        for hook in hooks:
-            for name in ("before_insert", "before_update"):
-                if hook is _fill_in_sqlite and name == "before_update":
-                    continue
-                if not event.contains(cls, name, hook):
-                    event.listen(cls, name, hook)
+    hooks = [
+        (Message, "before_insert", _validate_message),
+        (Message, "before_update", _validate_message),
+        (Message, "before_insert", _fill_in_sqlite),  # after validation: nothing bumped
+        (Conversation, "before_insert", _validate_conversation),
+        (Conversation, "before_update", _validate_conversation),
+    ]
+    for cls, name, hook in hooks:
+        if not event.contains(cls, name, hook):
+            event.listen(cls, name, hook)

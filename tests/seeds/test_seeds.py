@@ -55,25 +55,30 @@ SEEDS = {
 }
 
 
+def _run_host_app(
+    args: list[str], tmp_path: Path, url: str, users_table: str | None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` as a host app configured by its environment, in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
+    env.update({"DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
+    if users_table is not None:
+        env["CONVOSTORE_USERS_TABLE"] = users_table
+    # cwd: no stray .env of the checkout is read.
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _url(backend: str, tmp_path: Path, pg_database: Callable[[str], str], name: str) -> str:
+    return f"sqlite:///{tmp_path / 'app.db'}" if backend == "sqlite" else pg_database(name)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", sorted(SEEDS))
 def test_seed_quickstart_runs_unchanged(
     seed: str, backend: str, tmp_path: Path, pg_database: Callable[[str], str]
 ) -> None:
     users_table, expected = SEEDS[seed]
-    url = f"sqlite:///{tmp_path / 'app.db'}" if backend == "sqlite" else pg_database(seed)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
-    env.update({"DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
-    if users_table is not None:
-        env["CONVOSTORE_USERS_TABLE"] = users_table
-    run = subprocess.run(
-        [sys.executable, "-m", f"tests.seeds.{seed}"],
-        cwd=tmp_path,  # no stray .env of the checkout is read
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    url = _url(backend, tmp_path, pg_database, seed)
+    run = _run_host_app([sys.executable, "-m", f"tests.seeds.{seed}"], tmp_path, url, users_table)
     assert run.returncode == 0, run.stdout + run.stderr
     for line in expected:
         assert line in run.stdout, run.stdout
@@ -92,30 +97,16 @@ def test_existing_app_guide_runs_as_written(
     (tmp_path / "guide.py").write_text(
         f"import os\nDATABASE_URL = os.environ['DATABASE_URL']\n{script}\nprint('guide ok')\n"
     )
-    url = f"sqlite:///{tmp_path / 'app.db'}" if backend == "sqlite" else pg_database("guide")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
-    env.update({"DATABASE_URL": url, "CONVOSTORE_USERS_TABLE": "users"})
-    run = subprocess.run(
-        [sys.executable, "guide.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    url = _url(backend, tmp_path, pg_database, "guide")
+    run = _run_host_app([sys.executable, "guide.py"], tmp_path, url, "users")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "guide ok" in run.stdout
 
 
 def test_a_users_table_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOSTORE_")}
-    env.update(
-        {"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "CONVOSTORE_USERS_TABLE": "nope"}
-    )
-    convostore = Path(sys.executable).with_name("convostore")
-    run = subprocess.run(
-        [str(convostore), "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    convostore = str(Path(sys.executable).with_name("convostore"))
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    run = _run_host_app([convostore, "db", "upgrade"], tmp_path, url, "nope")
     assert run.returncode == 1
     assert "CONVOSTORE_USERS_TABLE=nope: there is no table 'nope'" in " ".join(run.stderr.split())
     assert "Traceback" not in run.stderr
