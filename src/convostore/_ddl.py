@@ -127,7 +127,7 @@ $$""",
 def _sqlite_statements(own_users: bool) -> list[str]:
     # SQLite triggers cannot assign NEW: the trigger stores the completed row itself and
     # drops the original one (RAISE(IGNORE)). The ORM path never gets here, because
-    # convostore.models fills in the position first (the ORM needs the real row id back).
+    # convostore._orm fills in the position first (the ORM needs the real row id back).
     statements = [
         f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}",
         f"""CREATE TRIGGER {_MESSAGE_TRIGGER} BEFORE INSERT ON messages

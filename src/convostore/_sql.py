@@ -260,8 +260,16 @@ _PG_APPEND_BINDS = (
     bindparam("uid", type_=String()),
 )
 
+
 #: Any number of messages, one array per column, so that the SQL (and its server-side
 #: prepared plan) never changes with the batch size.
+def _pg_append_sql(n: str, **parts: str) -> str:
+    """The append template for ``n`` messages (SQL text), timed under the row lock."""
+    return _PG_APPEND_TEMPLATE.format(
+        n=n, next_ts=pg_next_timestamp("updated_at", ":now", n), **parts
+    )
+
+
 _APPEND_RETURNS: dict[str, TypeEngine[Any]] = {
     "id": BigInteger(),
     "position": Integer(),
@@ -270,9 +278,8 @@ _APPEND_RETURNS: dict[str, TypeEngine[Any]] = {
 
 PG_APPEND: TextualSelect = (
     text(
-        _PG_APPEND_TEMPLATE.format(
-            n=":n",
-            next_ts=pg_next_timestamp("updated_at", ":now", ":n"),
+        _pg_append_sql(
+            ":n",
             # Message i of n gets the i-th of the n instants that end at the new updated_at.
             created_at="conv.last - (:n - v.ord) * interval '1 microsecond'",
             values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
@@ -299,9 +306,8 @@ PG_APPEND: TextualSelect = (
 #: costs more client time than the statement takes on the server.
 PG_APPEND_ONE: TextualSelect = (
     text(
-        _PG_APPEND_TEMPLATE.format(
-            n="1",
-            next_ts=pg_next_timestamp("updated_at", ":now", "1"),
+        _pg_append_sql(
+            "1",
             created_at="conv.last",
             values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
             " CAST(:metadata AS JSONB), :client_key",
