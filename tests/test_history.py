@@ -201,20 +201,176 @@ def test_system_message() -> None:
     assert system_message("be brief") == {"role": "system", "content": "be brief"}
 
 
+# ------------------------------------------------------------ unanswered tool calls
+
+
+def shape(window: list[ChatMessage]) -> list[tuple[str, Any]]:
+    """(role, call ids or result id or content) per message: compact to compare."""
+    out: list[tuple[str, Any]] = []
+    for m in window:
+        if m.get("tool_calls"):
+            out.append(("call", [c["id"] for c in m["tool_calls"]]))
+        elif m["role"] == "tool":
+            out.append(("tool", m["tool_call_id"]))
+        else:
+            out.append((m["role"], m["content"]))
+    return out
+
+
+def test_a_call_left_unanswered_by_a_crash_is_not_sent() -> None:
+    """[user, call(a), user]: the API would reject call(a) with no result after it."""
+    msgs = conversation(("user", "q1"), ("call", ["a"]), ("user", "q2"))
+    assert shape(select_window(newest_first(msgs))) == [("user", "q1"), ("user", "q2")]
+    assert api_violations(select_window(newest_first(msgs))) == []
+
+
+def test_a_pending_call_at_the_end_is_not_sent() -> None:
+    msgs = conversation(("user", "q"), ("call", ["a"]))
+    assert shape(select_window(newest_first(msgs))) == [("user", "q")]
+
+
+def test_a_parallel_call_answered_in_part_keeps_only_the_answered_calls() -> None:
+    msgs = conversation(("user", "q"), ("call", ["a", "b"]), ("tool", "a"), ("user", "q2"))
+    window = select_window(newest_first(msgs))
+    assert shape(window) == [("user", "q"), ("call", ["a"]), ("tool", "a"), ("user", "q2")]
+    assert window[1]["content"] is None
+
+
+def test_an_unanswered_call_keeps_its_text() -> None:
+    calls = [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    msgs = [make(1, "user", "q"), make(2, "assistant", "let me look", tool_calls=calls)]
+    window = select_window(newest_first(msgs))
+    assert window == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "let me look"},
+    ]
+
+
+def test_a_late_result_after_a_later_user_message_is_not_moved_in_front_of_it() -> None:
+    """call(a), user, tool(a): the result is an orphan, not pulled back to its call."""
+    msgs = conversation(("call", ["a"]), ("user", "q"), ("tool", "a"))
+    assert shape(select_window(newest_first(msgs))) == [("user", "q")]
+
+
+def test_a_call_answered_twice_is_sent_with_its_first_result() -> None:
+    msgs = conversation(("user", "q"), ("call", ["a"]), ("tool", "a"), ("tool", "a"))
+    window = select_window(newest_first(msgs))
+    assert shape(window) == [("user", "q"), ("call", ["a"]), ("tool", "a")]
+    assert window[2]["content"] == "result a"
+
+
+def test_parallel_calls_stored_one_per_row_are_one_assistant_message() -> None:
+    """The Agents SDK stores call(a), call(b), result(a), result(b) as four rows."""
+    msgs = conversation(
+        ("user", "q"), ("call", ["a"]), ("call", ["b"]), ("tool", "b"), ("tool", "a")
+    )
+    window = select_window(newest_first(msgs))
+    assert shape(window) == [("user", "q"), ("call", ["a", "b"]), ("tool", "b"), ("tool", "a")]
+    # One unit of three chat messages: never split from each other or from the results.
+    for limit in range(3):
+        assert shape(select_window(newest_first(msgs), max_messages=limit)) == []
+    assert shape(select_window(newest_first(msgs), max_messages=3)) == shape(window)[1:]
+
+
+def test_sequential_tool_rounds_are_separate_units() -> None:
+    msgs = conversation(("call", ["a"]), ("tool", "a"), ("call", ["b"]), ("tool", "b"))
+    assert shape(select_window(newest_first(msgs), max_messages=2)) == [
+        ("call", ["b"]),
+        ("tool", "b"),
+    ]
+    assert len(select_window(newest_first(msgs), max_messages=4)) == 4
+
+
 # ------------------------------------------------------------------- property test
 
+
+def api_violations(chat: list[ChatMessage]) -> list[str]:
+    """The OpenAI chat API's rules for tool messages, written independently of the window.
+
+    Every ``tool_calls`` entry must be answered by a ``tool`` message with its id before
+    the next non-tool message; every ``tool`` message must answer a call of the assistant
+    message just before it (once); an assistant message needs content or tool calls.
+    """
+    errors: list[str] = []
+    open_ids: set[str] | None = None  # calls still owed a result; None: no call before
+    for i, m in enumerate(chat):
+        if m["role"] == "tool":
+            if open_ids is None or m["tool_call_id"] not in open_ids:
+                errors.append(f"{i}: tool result {m['tool_call_id']!r} answers no open call")
+            else:
+                open_ids.discard(m["tool_call_id"])
+            continue
+        if open_ids:
+            errors.append(f"{i}: calls {sorted(open_ids)} unanswered before {m['role']}")
+        open_ids = None
+        if m["role"] == "assistant":
+            ids = [c["id"] for c in m.get("tool_calls") or []]
+            if not ids and not m.get("content"):
+                errors.append(f"{i}: empty assistant message")
+            if len(ids) != len(set(ids)):
+                errors.append(f"{i}: repeated call ids {ids}")
+            if ids:
+                open_ids = set(ids)
+    if open_ids:
+        errors.append(f"end: calls {sorted(open_ids)} unanswered")
+    return errors
+
+
+def test_the_oracle_rejects_what_the_api_rejects() -> None:
+    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "a"}, {"id": "b"}]}
+    tool_a = {"role": "tool", "content": "r", "tool_call_id": "a"}
+    tool_b = {"role": "tool", "content": "r", "tool_call_id": "b"}
+    user = {"role": "user", "content": "q"}
+    assert api_violations([user, call, tool_a, tool_b, user]) == []
+    assert api_violations([user, call, tool_b, tool_a]) == []
+    assert api_violations([call, tool_a, user])  # b unanswered
+    assert api_violations([call, tool_a])  # b unanswered at the end
+    assert api_violations([tool_a])  # a result with no call
+    assert api_violations([call, tool_a, tool_b, tool_a])  # answered twice
+    assert api_violations([call, user, tool_a, tool_b])  # results after a user message
+    assert api_violations([{"role": "assistant", "content": None}])
+
+
+# Stored steps: plain messages, tool-call messages (with or without text), tool results.
+# Ids come from a small pool so that duplicates, orphans and partial answers are common.
 _step = st.one_of(
+    st.tuples(st.sampled_from(["user", "assistant", "system"]), st.just(None)),
     st.tuples(
-        st.sampled_from(["user", "assistant", "system"]), st.text("ab ", min_size=1, max_size=30)
-    ),
-    st.tuples(
-        st.just("call"), st.lists(st.sampled_from("abc"), min_size=1, max_size=3, unique=True)
+        st.sampled_from(["call", "say_call"]),
+        st.lists(st.sampled_from("abc"), min_size=1, max_size=3),
     ),
     st.tuples(st.just("tool"), st.sampled_from("abcz")),
 )
 
 
-@settings(max_examples=200, deadline=None)
+def stored(specs: list[tuple[str, Any]]) -> list[MessagePublic]:
+    """Oldest-first messages whose content names their position ("p7"), to check order."""
+    out: list[MessagePublic] = []
+    for pos, (kind, arg) in enumerate(specs, start=1):
+        text = f"p{pos}"
+        if kind in ("call", "say_call"):
+            calls = [{"id": i, "type": "function", "function": {"name": "f"}} for i in arg]
+            out.append(
+                make(pos, "assistant", text if kind == "say_call" else "", tool_calls=calls)
+            )
+        elif kind == "tool":
+            out.append(make(pos, "tool", text, tool_call_id=arg))
+        else:
+            out.append(make(pos, kind, text))
+    return out
+
+
+def positions(window: list[ChatMessage]) -> list[int]:
+    """The stored positions each window message came from (merged calls give several)."""
+    return [int(p[1:]) for m in window for p in (m["content"] or "").split("\n") if p]
+
+
+def is_valid(messages: list[MessagePublic]) -> bool:
+    chat = [m.to_openai() for m in messages]
+    return not api_violations(chat) and all(len(m.tool_calls or ()) < 2 for m in messages)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     specs=st.lists(_step, max_size=25),
     max_messages=st.none() | st.integers(0, 30),
@@ -223,24 +379,28 @@ _step = st.one_of(
 def test_window_invariants(
     specs: list[tuple[str, Any]], max_messages: int | None, max_tokens: int | None
 ) -> None:
-    msgs = conversation(*specs)
+    msgs = stored(specs)
     window = select_window(newest_first(msgs), max_messages=max_messages, max_tokens=max_tokens)
+    full = select_window(newest_first(msgs))
+    # Whatever was stored, the model API accepts the window.
+    assert api_violations(window) == []
+    assert api_violations(full) == []
     if max_messages is not None:
         assert len(window) <= max_messages
     if max_tokens is not None:
         assert sum(approximate_tokens(m) for m in window) <= max_tokens
-    # Never starts on a tool result; every tool result belongs to the call just before it.
-    open_calls: set[str] = set()
-    for m in window:
-        if m["role"] == "tool":
-            assert m["tool_call_id"] in open_calls
-        else:
-            open_calls = {c["id"] for c in m.get("tool_calls") or []}
-    # The window is the newest part of the conversation with orphans left out: it equals
-    # the unlimited window's tail, so nothing in between was skipped.
-    full = select_window(newest_first(msgs))
+    # Order kept: every message comes from the store, in stored order, at most once.
+    sent = positions(full)
+    assert sent == sorted(set(sent))
+    # Nothing but tool traffic is lost: every plain message is sent, with its text.
+    plain = [m.position for m in msgs if m.role != "tool" and (m.content or not m.tool_calls)]
+    assert set(plain) <= set(sent)
+    # A conversation that already follows the API's rules is sent exactly as stored.
+    if is_valid(msgs):
+        assert full == [m.to_openai() for m in msgs]
+    # The window is the newest part of the full window, nothing in between skipped...
     assert full[len(full) - len(window) :] == window
-    # Maximal: the next older unit of the full window would not have fitted.
+    # ... and maximal: the next older unit of the full window would not have fitted.
     units: list[list[ChatMessage]] = []
     for m in full:
         if m["role"] == "tool":

@@ -15,11 +15,12 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import QueuePool
 
-from convostore import AsyncStore, NotFoundError, Store, ValidationError
+from convostore import AsyncStore, ConflictError, NotFoundError, Store, ValidationError
 from convostore.config import normalize_url
 from convostore.db import make_engine
 from convostore.schemas import ChatMessage, ConversationPublic, MessagePublic
 from tests.conftest import MaybeAsync
+from tests.test_history import api_violations
 
 ALICE = "alice"
 BOB = "bob"
@@ -389,6 +390,35 @@ async def test_idempotent_append_with_key(api: MaybeAsync, raw: Engine) -> None:
         await api.append_message(BOB, conv.id, user("hi", key="k1"))
 
 
+async def test_a_key_reused_for_a_different_message_is_a_conflict(
+    api: MaybeAsync, raw: Engine
+) -> None:
+    conv = await api.create_conversation(ALICE)
+    stored = await api.append_message(ALICE, conv.id, user("hi", key="k", metadata={"a": 1}))
+    changes = [
+        user("hello", key="k", metadata={"a": 1}),
+        assistant("hi", key="k", metadata={"a": 1}),
+        user("hi", key="k", metadata={"a": 2}),
+        user("hi", key="k"),
+        {**call("x"), "key": "k"},
+    ]
+    for changed in changes:
+        with pytest.raises(ConflictError) as err:
+            await api.append_message(ALICE, conv.id, changed)
+        assert "'k'" in str(err.value)
+        # In a batch, nothing of the batch is stored either.
+        with pytest.raises(ConflictError):
+            await api.append_messages(ALICE, conv.id, [user("new"), changed])
+    assert count(raw, "SELECT count(*) FROM messages") == 1
+    # The same message again is still a retry, whatever the order of its metadata keys.
+    again = await api.append_message(ALICE, conv.id, user("hi", key="k", metadata={"a": 1.0}))
+    assert again.id == stored.id
+    calls = {**call("x", "y"), "key": "c", "metadata": {"b": [1, 2], "a": {"z": 1, "y": 2}}}
+    first = await api.append_message(ALICE, conv.id, calls)
+    retried = {**calls, "metadata": {"a": {"y": 2, "z": 1}, "b": [1, 2]}}
+    assert (await api.append_message(ALICE, conv.id, retried)).id == first.id
+
+
 async def test_repeated_keys_in_one_batch_are_rejected(api: MaybeAsync, raw: Engine) -> None:
     conv = await api.create_conversation(ALICE)
     with pytest.raises(ValidationError) as err:
@@ -441,6 +471,28 @@ async def test_delete_messages_after(api: MaybeAsync) -> None:
         with pytest.raises(ValidationError) as err:
             await api.delete_messages_after(ALICE, conv.id, bad)
         assert err.value.field == "position"
+
+
+async def test_delete_messages_after_touches_one_conversation_of_one_user(
+    api: MaybeAsync, raw: Engine
+) -> None:
+    mine = await api.create_conversation(ALICE, messages=[user("a"), user("b"), user("c")])
+    sibling = await api.create_conversation(ALICE, messages=[user("a"), user("b"), user("c")])
+    theirs = await api.create_conversation(BOB, messages=[user("a"), user("b"), user("c")])
+    # Another user's conversation is not found, and nothing of it is deleted.
+    with pytest.raises(NotFoundError):
+        await api.delete_messages_after(ALICE, theirs.id, 0)
+    with pytest.raises(NotFoundError):
+        await api.delete_messages_after(BOB, mine.id, 1)
+    removed = await api.delete_messages_after(ALICE, mine.id, 1)
+    assert [(m.conversation_id, m.position) for m in removed] == [(mine.id, 2), (mine.id, 3)]
+    assert positions(await api.get_messages(ALICE, mine.id)) == [1]
+    assert positions(await api.get_messages(ALICE, sibling.id)) == [1, 2, 3]
+    assert positions(await api.get_messages(BOB, theirs.id)) == [1, 2, 3]
+    convs = [*(await api.list_conversations(ALICE)).data, *(await api.list_conversations(BOB)).data]
+    counts = {c.id: c.message_count for c in convs}
+    assert counts == {mine.id: 1, sibling.id: 3, theirs.id: 3}
+    assert count(raw, "SELECT count(*) FROM messages") == 7
 
 
 async def test_last_messages(api: MaybeAsync) -> None:
@@ -659,17 +711,8 @@ async def test_history_max_messages_never_splits_tool_units(api: MaybeAsync) -> 
 
 
 def assert_no_split_tool_units(hist: list[ChatMessage]) -> None:
-    """Every tool result in the window directly follows its call's unit."""
-    open_calls: set[str] = set()
-    for m in hist:
-        if m["role"] == "tool":
-            assert m["tool_call_id"] in open_calls, hist
-        elif m.get("tool_calls"):
-            open_calls = {c["id"] for c in m["tool_calls"]}
-        else:
-            open_calls = set()
-    if hist and hist[0]["role"] != "system":
-        assert hist[0]["role"] != "tool"
+    """The window is one the model API accepts (the oracle of ``tests.test_history``)."""
+    assert api_violations(hist) == [], hist
 
 
 def one_token(_: ChatMessage) -> int:
@@ -747,6 +790,49 @@ async def test_history_skips_orphan_tool_results(api: MaybeAsync) -> None:
     await api.append_message(ALICE, cut.id, result("x"))
     tail = await api.get_history(ALICE, cut.id, max_messages=1)
     assert tail == []
+
+
+async def test_history_leaves_out_tool_calls_that_were_never_answered(api: MaybeAsync) -> None:
+    """A crashed tool run must not break the conversation for good."""
+    crashed = await api.create_conversation(
+        ALICE, messages=[user("q1"), call("a"), user("q2"), assistant("a2")]
+    )
+    hist = await api.get_history(ALICE, crashed.id, system_prompt="sys")
+    assert [m["content"] for m in hist] == ["sys", "q1", "q2", "a2"]
+    partial = await api.create_conversation(
+        ALICE, messages=[user("q"), call("a", "b"), result("a"), user("next")]
+    )
+    hist = await api.get_history(ALICE, partial.id)
+    assert [c["id"] for c in hist[1]["tool_calls"]] == ["a"]
+    assert [m["role"] for m in hist] == ["user", "assistant", "tool", "user"]
+    assert_no_split_tool_units(hist)
+    # Still pending at the end (the tool is running): the call is not sent yet ...
+    pending = await api.create_conversation(ALICE, messages=[user("q"), call("p")])
+    assert await api.get_history(ALICE, pending.id) == [{"role": "user", "content": "q"}]
+    # ... and is sent with its result once that is stored.
+    await api.append_message(ALICE, pending.id, result("p"))
+    hist = await api.get_history(ALICE, pending.id)
+    assert [m["role"] for m in hist] == ["user", "assistant", "tool"]
+    # What is stored is left as it was: only the window leaves the calls out.
+    stored = await api.get_messages(ALICE, partial.id)
+    assert [c["id"] for c in stored[1].tool_calls or []] == ["a", "b"]
+
+
+async def test_history_sends_parallel_calls_stored_one_per_row_as_one_message(
+    api: MaybeAsync,
+) -> None:
+    conv = await api.create_conversation(
+        ALICE, messages=[user("q"), call("a"), call("b"), result("a"), result("b"), assistant("x")]
+    )
+    hist = await api.get_history(ALICE, conv.id)
+    assert [m["role"] for m in hist] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert [c["id"] for c in hist[1]["tool_calls"]] == ["a", "b"]
+    assert_no_split_tool_units(hist)
+    # The merged unit is three chat messages, kept or dropped whole.
+    assert [m["role"] for m in await api.get_history(ALICE, conv.id, max_messages=3)] == [
+        "assistant"
+    ]
+    assert len(await api.get_history(ALICE, conv.id, max_messages=4)) == 4
 
 
 async def test_history_pages_through_long_conversations(api: MaybeAsync) -> None:

@@ -345,6 +345,14 @@ def _append(
     if keys:
         found = tx.conn.execute(_sql.select_messages_by_key(user_id, conversation_id, keys))
         existing = {m.key: m for m in map(_message, found) if m.key is not None}
+        for item in items:
+            if item.key in existing and not _same_message(item, existing[item.key]):
+                # As payment APIs do: a key names one request; reusing it for another
+                # would silently drop the new message, so it is an error.
+                raise ConflictError(
+                    f"idempotency key {item.key!r} was already used in this conversation "
+                    "for a different message"
+                )
     new = [m for m in items if m.key is None or m.key not in existing]
     stored: dict[int, MessagePublic] = {}
     if new:
@@ -388,6 +396,17 @@ def _append(
     ]
 
 
+def _same_message(item: MessageCreate, stored: MessagePublic) -> bool:
+    """Whether a retried message (same key) asks for what is stored."""
+    return (
+        item.role == stored.role
+        and item.content == stored.content
+        and item.tool_calls == stored.tool_calls
+        and item.tool_call_id == stored.tool_call_id
+        and item.metadata == stored.metadata
+    )
+
+
 @operation(Mode.STATEMENT)
 def append_message(
     tx: Tx, user_id: str, conversation_id: int, message: MessageInput
@@ -395,7 +414,8 @@ def append_message(
     """Append one message at the next position; bumps ``updated_at`` and the counter.
 
     With a ``key`` already stored in this conversation, returns the stored message instead
-    of adding a second copy (safe retries).
+    of adding a second copy (safe retries); a different message under a stored key is a
+    ``ConflictError``.
     """
     item = validate_message(message, max_content_length=tx.config.max_content_length)
     return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), [item])[0]
@@ -501,7 +521,8 @@ def get_history(
 
     ``max_messages`` caps the messages returned; ``max_tokens`` counts everything sent,
     including the pinned ``system_prompt`` (always first, always kept). An assistant tool
-    call and its results are kept or dropped together; orphan tool results are skipped.
+    call and its results are kept or dropped together; orphan tool results and calls never
+    answered are left out, so the model API always accepts the window.
     """
     if max_messages is not None:
         validate_limit(max_messages, maximum=1_000_000, field="max_messages")

@@ -1,10 +1,12 @@
 """Choosing the history window the model sees, without I/O.
 
 The window is the most recent run of messages that fits ``max_messages`` and/or a token
-budget, oldest first. Messages are taken in *units*: an assistant message with
-``tool_calls`` together with the tool results that follow it is one unit, kept whole or
-dropped whole, so a tool call is never separated from its results; tool results whose
-call is not in the conversation (orphans) are never sent, so a window never starts on one.
+budget, oldest first, in a shape the OpenAI chat API accepts whatever was stored.
+Messages are taken in *units*: an assistant message with ``tool_calls`` together with the
+tool results stored right after it is one unit, kept whole or dropped whole, so a tool
+call is never separated from its results. Calls that were never answered are left out
+of their message (its text is kept), and tool results whose call is not right before
+them (orphans) are never sent, so a window never starts on one.
 """
 
 from __future__ import annotations
@@ -41,21 +43,34 @@ def _is_call(msg: MessagePublic) -> bool:
     return msg.role == "assistant" and bool(msg.tool_calls)
 
 
+def _call_id(call: Any) -> Any:
+    return call.get("id") if isinstance(call, dict) else None
+
+
 def _call_unit(
     calls_newest_first: list[MessagePublic], tools_newest_first: list[MessagePublic]
 ) -> list[MessagePublic]:
-    """Adjacent tool-call messages (oldest first), then the results that answer them."""
+    """Adjacent tool-call messages (oldest first), then the results that answer them.
+
+    Only the first result for each call is kept: a call is answered once. Results that
+    answer none of these calls are orphans and are never sent to the model.
+    """
     calls = calls_newest_first[::-1]
-    ids = {c.get("id") for m in calls for c in m.tool_calls or () if isinstance(c, dict)}
-    # Results that answer none of these calls are orphans: never sent to the model.
-    return calls + [t for t in reversed(tools_newest_first) if t.tool_call_id in ids]
+    ids = {_call_id(c) for m in calls for c in m.tool_calls or ()}
+    results: list[MessagePublic] = []
+    for t in reversed(tools_newest_first):
+        if t.tool_call_id in ids:
+            ids.discard(t.tool_call_id)
+            results.append(t)
+    return calls + results
 
 
 def _units_newest_first(messages: Iterable[MessagePublic]) -> Iterator[list[MessagePublic]]:
     """Group a newest-first stream into units, dropping orphan tool results.
 
-    Adjacent assistant tool-call messages form one unit with their results: frameworks
-    such as the Agents SDK store parallel calls one message each.
+    A unit is one plain message, or a run of adjacent assistant tool-call messages with
+    the tool results stored right after it: frameworks such as the Agents SDK store
+    parallel calls one message each.
     """
     calls: list[MessagePublic] = []
     tools: list[MessagePublic] = []
@@ -68,22 +83,37 @@ def _units_newest_first(messages: Iterable[MessagePublic]) -> Iterator[list[Mess
         elif _is_call(msg):
             calls.append(msg)
         else:
-            tools = []  # results before a plain message have lost their call
+            # Results stored after a plain message answer no call in front of them: the
+            # API requires results right after their call, so they are never sent.
+            tools = []
             yield [msg]
     if calls:
         yield _call_unit(calls, tools)
 
 
 def _to_chat(unit: list[MessagePublic]) -> list[ChatMessage]:
-    """Chat format; a unit's tool calls become one assistant message, as the API expects."""
-    chat = [to_chat_message(m.role, m.content, m.tool_calls, m.tool_call_id) for m in unit]
+    """Chat format the model API accepts; a unit's calls become one assistant message.
+
+    A call with no result (a crashed or still-running tool) is left out, since the API
+    rejects an assistant message whose ``tool_calls`` are not all answered; the message's
+    text is kept, and a message left with neither text nor calls is not sent at all.
+    """
+    first = unit[0]
+    if not _is_call(first):
+        return [to_chat_message(first.role, first.content, None, first.tool_call_id)]
     n_calls = sum(1 for m in unit if _is_call(m))
-    if n_calls <= 1:
-        return chat
-    calls = unit[:n_calls]
+    calls, results = unit[:n_calls], unit[n_calls:]
+    answered = {t.tool_call_id for t in results}
+    kept = []
+    for call in (c for m in calls for c in m.tool_calls or ()):
+        if _call_id(call) in answered:
+            answered.discard(_call_id(call))  # a repeated call id is sent once
+            kept.append(call)
     content = "\n".join(m.content for m in calls if m.content)
-    merged = [c for m in calls for c in m.tool_calls or ()]
-    return [to_chat_message("assistant", content, merged, None), *chat[n_calls:]]
+    if not kept:
+        return [to_chat_message("assistant", content, None, None)] if content else []
+    chat = [to_chat_message("assistant", content, kept, None)]
+    return chat + [to_chat_message(t.role, t.content, None, t.tool_call_id) for t in results]
 
 
 def select_window(

@@ -112,6 +112,23 @@ async def test_idempotency_key_header_and_body_key(
     assert count == 4
 
 
+async def test_an_idempotency_key_reused_for_another_message_is_a_conflict(
+    client: httpx.AsyncClient, auth: Auth, conv: int
+) -> None:
+    url = f"/v1/conversations/{conv}/messages"
+    headers = {**auth(), "Idempotency-Key": "turn-1"}
+    first = await client.post(url, json={"role": "user", "content": "hi"}, headers=headers)
+    assert first.status_code == 201
+    other = await client.post(url, json={"role": "user", "content": "bye"}, headers=headers)
+    assert_error(other, 409, "conflict")
+    assert "turn-1" in other.json()["error"]["message"]
+    body = {"messages": [{"role": "user", "content": "x", "key": "turn-1"}]}
+    batch = await client.post(f"{url}/batch", json=body, headers=auth())
+    assert_error(batch, 409, "conflict")
+    page = (await client.get(url, headers=auth())).json()
+    assert [m["content"] for m in page["data"]] == ["hi"]
+
+
 async def test_message_pages_both_directions(
     client: httpx.AsyncClient, auth: Auth, conv: int
 ) -> None:
