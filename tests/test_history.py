@@ -350,9 +350,7 @@ def stored(specs: list[tuple[str, Any]]) -> list[MessagePublic]:
         text = f"p{pos}"
         if kind in ("call", "say_call"):
             calls = [{"id": i, "type": "function", "function": {"name": "f"}} for i in arg]
-            out.append(
-                make(pos, "assistant", text if kind == "say_call" else "", tool_calls=calls)
-            )
+            out.append(make(pos, "assistant", text if kind == "say_call" else "", tool_calls=calls))
         elif kind == "tool":
             out.append(make(pos, "tool", text, tool_call_id=arg))
         else:

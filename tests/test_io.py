@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -275,3 +276,107 @@ def test_export_streams_in_bounded_memory(store: Store) -> None:
     assert sink.lines == 1 and sink.chars > 3_000_000
     # The 3 MB line is never held whole: memory stays a small fraction of the output.
     assert peak < sink.chars / 4, (peak, sink.chars)
+
+
+# ------------------------------------------------------------ export under writers
+
+
+def _lines_are_consistent(exported: str) -> list[dict[str, Any]]:
+    """Each line's counter agrees with its messages, and positions are 1..n."""
+    lines = [json.loads(x) for x in exported.splitlines()]
+    for line in lines:
+        assert line["message_count"] == len(line["messages"]), line["id"]
+        assert [m["position"] for m in line["messages"]] == list(
+            range(1, len(line["messages"]) + 1)
+        )
+    return lines
+
+
+def test_export_is_one_snapshot_while_writes_land(store: Store, db_url: str) -> None:
+    """Writes from another connection between two lines are not in the export."""
+    ids = [
+        store.create_conversation(
+            f"user{i % 2}", messages=[{"role": "user", "content": f"c{i}"}] * (i + 1)
+        ).id
+        for i in range(6)
+    ]
+    before = {i: store.get_conversation(f"user{n % 2}", i).message_count for n, i in enumerate(ids)}
+
+    lines_written = 0
+
+    def write_meanwhile(total: int) -> None:
+        nonlocal lines_written
+        if total == -1:
+            lines_written += 1
+            # An export that is not one snapshot would see the new conversations and
+            # never end: fail instead of hanging.
+            assert lines_written <= len(ids), "the export saw conversations created after it began"
+        # After each line: every conversation grows, and a new one appears.
+        for n, cid in enumerate(ids):
+            store.append_message(f"user{n % 2}", cid, {"role": "assistant", "content": "late"})
+        store.create_conversation("user0", messages=[{"role": "user", "content": "new"}])
+
+    out = io.StringIO()
+    with Store(db_url) as exporter:  # its own engine: the writes above use other connections
+        export_jsonl(exporter.engine, out, batch_size=2, progress=write_meanwhile)
+    lines = _lines_are_consistent(out.getvalue())
+    assert {line["id"]: line["message_count"] for line in lines} == before
+    assert all(m["content"] != "late" for line in lines for m in line["messages"])
+    # The writes themselves all landed.
+    assert store.get_conversation("user1", ids[-1]).message_count == before[ids[-1]] + 7
+
+
+def test_an_export_taken_under_concurrent_writers_restores_without_loss(
+    store: Store, db_url: str, empty_db: Callable[[str], str], backend: str
+) -> None:
+    convs = [store.create_conversation(f"u{i % 3}") for i in range(9)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        with Store(db_url) as mine:
+            n = 0
+            while not stop.is_set() and n < 2_000:  # bounded: never a hang
+                conv = convs[(k + n) % len(convs)]
+                try:
+                    mine.append_messages(
+                        conv.user_id,
+                        conv.id,
+                        [
+                            {"role": "user", "content": f"w{k}-{n}"},
+                            {"role": "assistant", "content": "a"},
+                        ],
+                    )
+                except BaseException as exc:  # surfaced below
+                    errors.append(exc)
+                    return
+                n += 1
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with Store(db_url) as exporter:
+            out = io.StringIO()
+            # A few rounds, so that exports overlap many committed appends.
+            for _ in range(3):
+                out = io.StringIO()
+                export_jsonl(exporter.engine, out, batch_size=3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    lines = _lines_are_consistent(out.getvalue())
+    assert len(lines) == len(convs)
+    target = make_engine(empty_db(backend))
+    try:
+        report = import_jsonl(target, out.getvalue().splitlines())
+        assert report.skipped == []
+        assert (report.imported, report.messages) == (
+            len(lines),
+            sum(len(line["messages"]) for line in lines),
+        )
+        assert [json.loads(x) for x in export_text(target).splitlines()] == lines
+    finally:
+        target.dispose()

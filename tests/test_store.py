@@ -868,23 +868,27 @@ async def test_list_messages_pages_in_both_directions(api: MaybeAsync) -> None:
     conv = await api.create_conversation(ALICE, messages=[user(str(i)) for i in range(1, 11)])
     seen: list[int] = []
     after: int | None = None
-    while True:
+    for _ in range(11):  # bounded: a repeating cursor fails, not hangs
         page = await api.list_messages(ALICE, conv.id, after=after, limit=3)
         seen += positions(page.data)
         if not page.has_more:
             assert page.next_cursor is None
             break
         after = int(page.next_cursor)
+    else:
+        pytest.fail("paging did not end")
     assert seen == list(range(1, 11))
 
     seen = []
     before: int | None = None
-    while True:
+    for _ in range(11):  # bounded: a repeating cursor fails, not hangs
         page = await api.list_messages(ALICE, conv.id, before=before, order="desc", limit=4)
         seen += positions(page.data)
         if not page.has_more:
             break
         before = int(page.next_cursor)
+    else:
+        pytest.fail("paging did not end")
     assert seen == list(range(10, 0, -1))
 
     window = await api.list_messages(ALICE, conv.id, after=3, before=7)
@@ -898,7 +902,7 @@ async def test_message_cursors_are_stable_while_messages_arrive(api: MaybeAsync)
     seen: list[str] = []
     after: int | None = None
     arriving = 0
-    while True:
+    for _ in range(20):  # bounded: a repeating cursor fails, not hangs
         page = await api.list_messages(ALICE, conv.id, after=after, limit=2)
         seen += [m.content for m in page.data]
         if arriving < 4:
@@ -907,6 +911,8 @@ async def test_message_cursors_are_stable_while_messages_arrive(api: MaybeAsync)
         if not page.has_more:
             break
         after = int(page.next_cursor)
+    else:
+        pytest.fail("paging did not end")
     stored = [m.content for m in await api.get_messages(ALICE, conv.id)]
     assert seen == stored[: len(seen)]
     assert len(seen) == len(set(seen))
@@ -958,7 +964,7 @@ async def test_list_conversations_keyset_pages(api: MaybeAsync) -> None:
 
     paged: list[int] = []
     cursor: str | None = None
-    while True:
+    for _ in range(len(convs) + 1):  # bounded: a repeating cursor fails, not hangs
         page = await api.list_conversations(ALICE, limit=3, cursor=cursor)
         assert len(page.data) <= 3
         paged += [c.id for c in page.data]
@@ -966,6 +972,8 @@ async def test_list_conversations_keyset_pages(api: MaybeAsync) -> None:
             assert page.next_cursor is None
             break
         cursor = page.next_cursor
+    else:
+        pytest.fail("paging did not end")
     assert paged == [c.id for c in full]
 
 
@@ -981,12 +989,14 @@ async def test_list_conversations_ties_on_updated_at(
         )
     paged: list[int] = []
     cursor: str | None = None
-    while True:
+    for _ in range(len(convs) + 1):  # bounded: a repeating cursor fails, not hangs
         page = await api.list_conversations(ALICE, limit=2, cursor=cursor)
         paged += [c.id for c in page.data]
         if not page.has_more:
             break
         cursor = page.next_cursor
+    else:
+        pytest.fail("paging did not end")
     assert paged == sorted((c.id for c in convs), reverse=True)
 
 

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from convostore import NotFoundError, Store, ValidationError
+from convostore import ConflictError, NotFoundError, Store, ValidationError
 from convostore.schemas import Order
 
 USERS = ("ann", "bob", "cid")
@@ -107,6 +107,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert str(err.value) == f"conversation {cid} not found"
         assert self.snapshot(cid) == before
 
+    def expect_conflict(self, cid: int, fn: Any, *args: Any) -> None:
+        """A stored key reused for another message: a conflict, and nothing changes."""
+        before = self.snapshot(cid)
+        with pytest.raises(ConflictError):
+            fn(*args)
+        assert self.snapshot(cid) == before
+
     def snapshot(self, cid: int) -> Any:
         conv = self.model[cid]
         if not conv.alive:
@@ -182,6 +189,9 @@ class StoreMachine(RuleBasedStateMachine):
         conv = self.model[cid]
         key = message.get("key")
         known = [i for i, m in enumerate(conv.messages) if key and m[2] == key]
+        if known and conv.messages[known[0]] != stored(message):
+            self.expect_conflict(cid, self.store.append_message, self.uid(actor), cid, message)
+            return
         got = self.store.append_message(self.uid(actor), cid, message)
         if known:
             assert got.position == known[0] + 1 and got.key == key
@@ -205,8 +215,14 @@ class StoreMachine(RuleBasedStateMachine):
             self.expect_not_found(cid, self.store.append_messages, self.uid(actor), cid, batch)
             return
         conv = self.model[cid]
-        got = self.store.append_messages(self.uid(actor), cid, batch)
         stored_keys = {m[2]: i for i, m in enumerate(conv.messages) if m[2]}
+        if any(
+            m.get("key") in stored_keys and stored(m) != conv.messages[stored_keys[m["key"]]]
+            for m in batch
+        ):
+            self.expect_conflict(cid, self.store.append_messages, self.uid(actor), cid, batch)
+            return
+        got = self.store.append_messages(self.uid(actor), cid, batch)
         new = [stored(m) for m in batch if m.get("key") not in stored_keys]
         conv.messages += new
         self.auto_title(conv, new)
@@ -291,12 +307,14 @@ class StoreMachine(RuleBasedStateMachine):
     def list_conversations(self, name: str, limit: int) -> None:
         seen = []
         cursor = None
-        while True:
+        for _ in range(len(self.model) + 1):  # bounded: a repeating cursor fails, not hangs
             page = self.store.list_conversations(self.uid(name), limit=limit, cursor=cursor)
             seen += page.data
             if not page.has_more:
                 break
             cursor = page.next_cursor
+        else:
+            pytest.fail("paging did not end")
         mine = {cid: c for cid, c in self.model.items() if c.alive and c.owner == name}
         assert sorted(c.id for c in seen) == sorted(mine)
         assert seen == sorted(seen, key=lambda c: (c.updated_at, c.id), reverse=True)
@@ -318,7 +336,9 @@ class StoreMachine(RuleBasedStateMachine):
             return
         seen = []
         cursor: int | None = None
-        while True:
+        for _ in range(
+            len(self.model[cid].messages) + 1
+        ):  # bounded: a repeating cursor fails, not hangs
             kwargs = {"before" if descending else "after": cursor}
             page = self.store.list_messages(
                 self.uid(actor), cid, limit=limit, order=order, **kwargs
@@ -328,6 +348,8 @@ class StoreMachine(RuleBasedStateMachine):
                 break
             assert page.next_cursor is not None
             cursor = int(page.next_cursor)
+        else:
+            pytest.fail("paging did not end")
         expected = self.model[cid].messages
         assert [(m.role, m.content, m.key) for m in seen] == (
             expected[::-1] if descending else expected

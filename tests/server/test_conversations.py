@@ -102,7 +102,7 @@ async def test_pagination_across_pages(client: httpx.AsyncClient, auth: Auth) ->
     seen: list[int] = []
     cursor = None
     pages = 0
-    while True:
+    for _ in range(len(ids) + 1):  # bounded: a repeating cursor fails, not hangs
         params: dict[str, str | int] = {"limit": 3}
         if cursor:
             params["after"] = cursor
@@ -114,6 +114,8 @@ async def test_pagination_across_pages(client: httpx.AsyncClient, auth: Auth) ->
             assert page["next_cursor"] is None
             break
         cursor = page["next_cursor"]
+    else:
+        pytest.fail("paging did not end")
     assert pages == 3
     assert seen == list(reversed(ids))  # most recently active first, each exactly once
 
