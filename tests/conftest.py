@@ -49,15 +49,22 @@ def _admin(statements: list[str]) -> None:
         admin.dispose()
 
 
+def pg_database_url(name: str) -> str:
+    """The URL of this run's database ``name_<pid>`` (made by :func:`_create_pg_database`)."""
+    database = f"{name}_{os.getpid()}"
+    return make_url(PG_SERVER_URL).set(database=database).render_as_string(hide_password=False)
+
+
 def _create_pg_database(name: str) -> str:
     """(Re)create database ``name_<pid>`` on the test server and return its URL."""
-    name = f"{name}_{os.getpid()}"
+    url = pg_database_url(name)
+    name = str(make_url(url).database)
     try:
         _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'])
     except Exception as exc:  # any driver/connection failure means "not reachable"
         _pg_unavailable(str(exc).splitlines()[0])
     _CREATED.append(name)
-    return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    return url
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -86,6 +86,54 @@ def test_drift_is_detected(db_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("constraint", "weaker"),
+    [
+        ("ck_messages_position", "position >= 0"),
+        ("ck_conversations_message_count", "message_count >= -1"),
+        ("ck_messages_role", "role IN ('user', 'assistant', 'system', 'tool', 'robot')"),
+        ("ck_messages_position", None),  # dropped
+    ],
+)
+def test_a_weakened_check_constraint_is_drift(
+    db_url: str, backend: str, constraint: str, weaker: str | None
+) -> None:
+    """Alembic does not compare CHECK constraints; ``migrate.check`` does."""
+    table = "conversations" if "conversations" in constraint else "messages"
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            # Inside a transaction that is rolled back: the shared test database stays intact.
+            if backend == "postgresql":
+                conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}")
+                if weaker is not None:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table} ADD CONSTRAINT {constraint} CHECK ({weaker})"
+                    )
+            else:  # SQLite keeps CHECKs in the table's CREATE statement only
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+                ).scalar_one()
+                clause = next(
+                    part for part in sql.split("CONSTRAINT ")[1:] if part.startswith(constraint)
+                )
+                clause = clause.rstrip().rstrip(")").rstrip().rstrip(",")
+                new = f"{constraint} CHECK ({weaker})" if weaker else "ck_unrelated CHECK (1)"
+                conn.exec_driver_sql("PRAGMA writable_schema = ON")
+                conn.exec_driver_sql(
+                    "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE name = ?",
+                    (clause, new, table),
+                )
+            diffs = migrate.check(conn)
+            conn.rollback()
+        assert [d[:3] for d in diffs if d[0] == "check_constraint"][:1] == [
+            ("check_constraint", table, constraint)
+        ], diffs
+        assert migrate.check(engine) == []
+    finally:
+        engine.dispose()
+
+
 def test_host_tables_are_ignored(db_url: str) -> None:
     """A host app's own tables in the same database are not convostore's drift."""
     engine = make_engine(db_url)

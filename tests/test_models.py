@@ -153,6 +153,53 @@ def test_role_is_checked_by_the_database(engine: Engine) -> None:
             session.execute(Message.__table__.insert().values(bad))  # type: ignore[attr-defined]
 
 
+#: Each CHECK constraint of the schema, and raw writes (after one valid conversation with
+#: one message at position 1) that it alone must refuse.
+CHECK_VIOLATIONS = {
+    "ck_messages_position": [
+        "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+        " VALUES (1, 'alice', 0, 'user', 'x')",
+        "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+        " VALUES (1, 'alice', -5, 'user', 'x')",
+        "UPDATE messages SET position = 0",
+    ],
+    "ck_messages_role": [
+        "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+        " VALUES (1, 'alice', 2, 'USER', 'x')",
+        "UPDATE messages SET role = ''",
+    ],
+    "ck_conversations_message_count": ["UPDATE conversations SET message_count = -1"],
+}
+
+
+def test_every_check_constraint_is_tested() -> None:
+    names = {
+        str(c.name)
+        for table in (Conversation.__table__, Message.__table__)  # type: ignore[attr-defined]
+        for c in table.constraints
+        if c.__class__.__name__ == "CheckConstraint"
+    }
+    assert names == set(CHECK_VIOLATIONS)
+
+
+@pytest.mark.parametrize("statement", [sql for sqls in CHECK_VIOLATIONS.values() for sql in sqls])
+def test_check_constraints_refuse_raw_writes(engine: Engine, statement: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO conversations (user_id) VALUES ('alice')"))
+        conn.execute(
+            text(
+                "INSERT INTO messages (conversation_id, user_id, position, role, content)"
+                " VALUES (1, 'alice', 1, 'user', 'ok')"
+            )
+        )
+    with pytest.raises(IntegrityError) as err, engine.begin() as conn:
+        conn.execute(text(statement))
+    name = next(n for n, sqls in CHECK_VIOLATIONS.items() if statement in sqls)
+    assert name in str(err.value)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT position, role FROM messages")).all() == [(1, "user")]
+
+
 def test_role_is_checked_by_the_orm_before_anything_is_written(engine: Engine) -> None:
     with Session(engine) as session:
         _user(session, "alice")

@@ -6,7 +6,7 @@ and a sort if the indexes did not serve these queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from convostore import _sql
 from convostore.db import make_engine
+from convostore.migrate import upgrade
 from convostore.schemas import MessageCreate
 from convostore.types import utcnow
 
@@ -27,13 +28,12 @@ LONG = 20_000  # conversation 1 (owned by u2) is long: that is where a sort woul
 
 
 @pytest.fixture(scope="module")
-def conn(pg_url: str) -> Iterator[Connection]:
-    """A populated database; everything happens in one transaction that is rolled back."""
-    engine = make_engine(pg_url)
+def conn(pg_database: Callable[[str], str]) -> Iterator[Connection]:
+    """A populated database of this module's own (the shared one is never locked or
+    changed); everything happens in one transaction that is rolled back."""
+    engine = make_engine(pg_database("convostore_plans"))
+    upgrade(engine)
     with engine.connect() as connection:
-        connection.execute(
-            text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE")
-        )
         connection.execute(
             text("INSERT INTO convostore_users (id) SELECT 'u' || g FROM generate_series(1, :n) g"),
             {"n": USERS},

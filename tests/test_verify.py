@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from convostore import _sql
 from convostore.db import make_engine
+from convostore.migrate import upgrade
 from convostore.models import users_table
 from convostore.verify import verify
 
@@ -46,8 +49,22 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
     }
 
 
-def test_verify_detects_a_missing_cascade(db_url: str) -> None:
+@pytest.fixture
+def own_db_url(backend: str, db_url: str, pg_database: Callable[[str], str]) -> str:
+    """A database this test may break: a copied SQLite file, or a PostgreSQL database of
+    its own (the shared one is never altered)."""
+    if backend == "sqlite":
+        return db_url
+    url = pg_database("convostore_verify")
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_verify_detects_a_missing_cascade(own_db_url: str) -> None:
     """A schema whose foreign key lost ON DELETE CASCADE is reported, not passed."""
+    db_url = own_db_url
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -74,11 +91,4 @@ def test_verify_detects_a_missing_cascade(db_url: str) -> None:
         failed = {c.name for c in verify(engine) if not c.ok}
         assert "foreign key messages(user_id) -> convostore_users" in failed
     finally:
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id")
-                conn.exec_driver_sql(
-                    "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id FOREIGN KEY (user_id)"
-                    " REFERENCES convostore_users (id) ON DELETE CASCADE"
-                )
         engine.dispose()

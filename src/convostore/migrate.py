@@ -6,6 +6,7 @@ in a host application's database beside the host's own Alembic history.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from alembic import command
@@ -13,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import CheckConstraint, MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from convostore.db import WRITE_OPTION
@@ -113,7 +114,11 @@ def current(engine: Engine) -> str | None:
 
 
 def check(bind: Engine | Connection) -> list[Any]:
-    """Differences between the live schema and the models (empty when there is no drift)."""
+    """Differences between the live schema and the models (empty when there is no drift).
+
+    Alembic's comparison plus CHECK constraints, which Alembic does not compare: each is
+    reported as ``("check_constraint", table, name, live, expected)``.
+    """
     if isinstance(bind, Engine):
         with bind.connect() as conn:
             return check(conn)
@@ -125,4 +130,41 @@ def check(bind: Engine | Connection) -> list[Any]:
             "version_table": VERSION_TABLE,
         },
     )
-    return list(compare_metadata(ctx, schema_metadata(bind)))
+    metadata = schema_metadata(bind)
+    return list(compare_metadata(ctx, metadata)) + _check_constraint_diffs(bind, metadata)
+
+
+def _normalised_check(sql: str) -> str:
+    """One spelling for the CHECK texts our constraints take on either database.
+
+    PostgreSQL reflects ``role IN ('a', 'b')`` as ``role::text = ANY (ARRAY['a'::character
+    varying, ...]::text[])`` and quotes ``"position"``; casts, quotes, brackets, spaces and
+    case are dropped and ``= ANY (ARRAY[...])`` is read as ``IN (...)``.
+    """
+    sql = _CAST.sub("", sql)
+    sql = _ANY_ARRAY.sub(r" IN (\1)", sql)
+    return re.sub(r"[\s()\"]", "", sql).lower()
+
+
+_CAST = re.compile(r"::(?:character varying|[a-z_]+)(?:\[\])?", re.IGNORECASE)
+_ANY_ARRAY = re.compile(r"=\s*ANY\s*\(\s*ARRAY\s*\[(.*?)\]\s*\)", re.IGNORECASE)
+
+
+def _check_constraint_diffs(conn: Connection, metadata: MetaData) -> list[Any]:
+    insp = inspect(conn)
+    present = set(insp.get_table_names())
+    diffs: list[Any] = []
+    for table in metadata.sorted_tables:
+        if table.name not in TABLES or table.name not in present:
+            continue
+        expected = {
+            str(c.name): str(c.sqltext)
+            for c in table.constraints
+            if isinstance(c, CheckConstraint) and c.name
+        }
+        live = {str(c["name"]): str(c["sqltext"]) for c in insp.get_check_constraints(table.name)}
+        for name in sorted(expected.keys() | live.keys()):
+            want, got = expected.get(name), live.get(name)
+            if want is None or got is None or _normalised_check(want) != _normalised_check(got):
+                diffs.append(("check_constraint", table.name, name, got, want))
+    return diffs

@@ -1,8 +1,8 @@
 """``convostore db verify``: the seeds' schema checks, run against a live database.
 
 Structure is read with SQLAlchemy's inspector; behaviour (a foreign-key violation is
-rejected, cascades delete, the owner rule holds, bad roles are refused) is exercised on
-throw-away rows inside one transaction that is always rolled back.
+rejected, cascades delete, the owner rule holds, bad roles and positions are refused) is
+exercised on throw-away rows inside one transaction that is always rolled back.
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ def _behaviour(conn: Connection) -> list[Check]:
         _rejected(conn, "message for a missing conversation", lambda: message(-1)),
         _rejected(conn, "message owned by another user", lambda: message(conv_id, user=other)),
         _rejected(conn, "message with an unknown role", lambda: message(conv_id, role="robot")),
+        _rejected(conn, "message at position 0", lambda: message(conv_id, pos=0)),
     ]
     message(conv_id)
     checks.append(_rejected(conn, "duplicate position", lambda: message(conv_id)))

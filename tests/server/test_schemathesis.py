@@ -1,8 +1,8 @@
 """Property-based API test: schemathesis drives every operation from the app's own OpenAPI.
 
-For each operation, a bounded number of generated requests (valid and invalid) with a
-valid token: the API never answers 5xx, and every response matches the documented
-status codes, content types and schemas.
+For each operation and each database, a bounded number of generated requests (valid and
+invalid) with a valid token: the API never answers 5xx, and every response matches the
+documented status codes, content types and schemas.
 """
 
 from __future__ import annotations
@@ -25,18 +25,25 @@ from convostore.config import Settings
 from convostore.io import import_jsonl
 from convostore.server import create_app
 from convostore.server.auth import create_access_token
+from tests.conftest import _create_pg_database, pg_database_url
 from tests.server.conftest import SECRET
 
 TOKEN = create_access_token("schemathesis", secret=SECRET, expires_in=24 * 3600)
-
+PG_NAME = "convostore_schemathesis"
 
 # schemathesis reads the schema at import time (its fixture loader does not work with the
-# pytest in use), so the app points at a temporary SQLite file that the module fixture below
-# migrates and seeds before the first generated request.
+# pytest in use), so each app points at a database that the module fixture below creates,
+# migrates and seeds before the first generated request (apps connect lazily).
 _DB_DIR = Path(tempfile.mkdtemp(prefix="convostore-schemathesis-"))
-DB_URL = f"sqlite:///{_DB_DIR / 'convostore.db'}"
-app = create_app(Settings(database_url=DB_URL, jwt_secret_key=SECRET))
-schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+URLS = {"sqlite": f"sqlite:///{_DB_DIR / 'convostore.db'}", "postgresql": pg_database_url(PG_NAME)}
+SCHEMAS = {
+    backend: schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(Settings(database_url=url, jwt_secret_key=SECRET))
+    )
+    for backend, url in URLS.items()
+}
+#: backend -> operation -> the statuses its generated requests got.
+STATUSES: defaultdict[str, defaultdict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
 
 
 SEED = json.dumps(
@@ -58,19 +65,23 @@ SEED = json.dumps(
 )
 
 
-@pytest.fixture(scope="module")
-def _database() -> Iterator[None]:
-    with Store(DB_URL) as store:
-        store.migrate()
+@pytest.fixture(scope="module", autouse=True)
+def _every_operation_succeeded_once() -> Iterator[None]:
+    """After a whole run on a database: every operation succeeded at least once there, so
+    the run exercised the store (and the token worked), not only the validation layer."""
     yield
-    shutil.rmtree(_DB_DIR, ignore_errors=True)
+    for backend, schema in SCHEMAS.items():
+        seen = STATUSES[backend]
+        if len(seen) < len(list(schema.get_all_operations())):
+            continue  # only part of the module was selected: nothing to judge
+        never = {op: codes for op, codes in seen.items() if not any(200 <= c < 300 for c in codes)}
+        assert not never, f"{backend}: operations that never succeeded: {never}"
 
 
-@pytest.fixture(autouse=True)
-def _seed(_database: None) -> None:
+def _seed(backend: str) -> None:
     """Conversation 1 (the operations' path example) exists before each operation's run,
     even after the delete and erase operations removed it."""
-    with Store(DB_URL) as store:
+    with Store(URLS[backend]) as store:
         try:
             store.get_conversation("schemathesis", 1)
         except NotFoundError:
@@ -78,10 +89,22 @@ def _seed(_database: None) -> None:
             assert report.imported == 1, report
 
 
-STATUSES: defaultdict[str, set[int]] = defaultdict(set)
+@pytest.fixture(scope="module")
+def sqlite_db() -> Iterator[str]:
+    with Store(URLS["sqlite"]) as store:
+        store.migrate()
+    yield "sqlite"
+    shutil.rmtree(_DB_DIR, ignore_errors=True)
 
 
-@schema.auth()
+@pytest.fixture(scope="module")
+def pg_db() -> str:
+    assert _create_pg_database(PG_NAME) == URLS["postgresql"]
+    with Store(URLS["postgresql"]) as store:
+        store.migrate()
+    return "postgresql"
+
+
 class BearerToken:
     """A valid token on every generated request (schemathesis then knows auth is handled)."""
 
@@ -92,23 +115,43 @@ class BearerToken:
         case.headers["Authorization"] = f"Bearer {data}"
 
 
-@schema.parametrize()
-@settings(
+for _schema in SCHEMAS.values():
+    _schema.auth()(BearerToken)
+
+GENERATION = settings(
     max_examples=25,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
-def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
+
+
+def _conforms(backend: str, case: schemathesis.Case[Any]) -> None:
     # Every check runs except "schema-valid data is accepted": the store's rules that JSON
     # Schema cannot say (non-blank content unless an assistant tool call; opaque cursors;
     # non-blank titles) legitimately answer 422 to some schema-valid requests.
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
-    STATUSES[case.operation.label].add(response.status_code)
+    STATUSES[backend][case.operation.label].add(response.status_code)
 
 
-def test_generated_requests_reached_the_store() -> None:
-    """Runs after the generated tests: the token worked and every operation succeeded at
-    least once (so the run exercised the store, not only the validation layer)."""
-    assert len(STATUSES) == len(list(schema.get_all_operations()))
-    for operation, statuses in STATUSES.items():
-        assert any(200 <= s < 300 for s in statuses), (operation, statuses)
+@SCHEMAS["sqlite"].parametrize()
+@GENERATION
+def test_api_conforms_to_its_schema_on_sqlite(case: schemathesis.Case[Any], sqlite_db: str) -> None:
+    _conforms(sqlite_db, case)
+
+
+@pytest.mark.postgres
+@SCHEMAS["postgresql"].parametrize()
+@GENERATION
+def test_api_conforms_to_its_schema_on_postgresql(case: schemathesis.Case[Any], pg_db: str) -> None:
+    _conforms(pg_db, case)
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request: pytest.FixtureRequest) -> None:
+    backend = "postgresql" if "postgresql" in request.node.name else "sqlite"
+    request.getfixturevalue("pg_db" if backend == "postgresql" else "sqlite_db")
+    _seed(backend)
