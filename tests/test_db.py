@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
+from convostore.errors import ConfigurationError
 
 
 @pytest.fixture
@@ -66,3 +67,17 @@ async def test_async_sqlite_connections_get_the_pragmas(path: Path) -> None:
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
     finally:
         await engine.dispose()
+
+
+def test_the_urls_timeout_sets_the_busy_timeout(path: Path) -> None:
+    engine = make_engine(f"sqlite:///{path}?timeout=2.5")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2500
+    engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "1e9"])
+def test_a_bad_timeout_in_the_url_is_a_configuration_error(path: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        make_engine(f"sqlite:///{path}?timeout={value}")
+    assert "timeout" in str(err.value)

@@ -2,8 +2,9 @@
 
 SQLite gets, on every connection: foreign keys on (cascades are real), WAL (readers never
 block the writer), a busy timeout (a writer waits for the lock instead of failing with
-"database is locked"), and ``BEGIN IMMEDIATE`` for write transactions, so two writers
-never both hold a read lock and deadlock on the upgrade to a write lock.
+"database is locked"; 30 s, or the URL's ``?timeout=SECONDS``), and ``BEGIN IMMEDIATE``
+for write transactions, so two writers never both hold a read lock and deadlock on the
+upgrade to a write lock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from convostore.config import get_settings, normalize_url
-from convostore.errors import require_extra
+from convostore.errors import ConfigurationError, require_extra
 
 __all__ = [
     "WRITE_OPTION",
@@ -36,6 +37,8 @@ _CONFIGURED = "_convostore_configured"
 def _check_driver(url: URL) -> None:
     if url.get_backend_name() == "postgresql":
         require_extra("psycopg", "postgres", "PostgreSQL support")
+    else:
+        _busy_timeout_ms(url)  # a bad ?timeout= is a clear error before the driver sees it
 
 
 def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
@@ -63,13 +66,14 @@ def configure_engine(engine: Engine) -> Engine:
         return engine
     setattr(engine, _CONFIGURED, True)
     memory = engine.url.database in (None, "", ":memory:")
+    busy_ms = _busy_timeout_ms(engine.url)
 
     def set_up(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module so "begin" below decides.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
@@ -90,6 +94,22 @@ def configure_engine(engine: Engine) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _busy_timeout_ms(url: URL) -> int:
+    """30 s, or the URL's own ``?timeout=SECONDS`` (the sqlite3 module's parameter)."""
+    raw = url.query.get("timeout")
+    if raw is None:
+        return SQLITE_BUSY_TIMEOUT_MS
+    try:
+        seconds = float(raw if isinstance(raw, str) else raw[0])
+    except ValueError:
+        raise ConfigurationError(
+            f"DATABASE_URL: timeout must be a number of seconds, got {raw!r}"
+        ) from None
+    if not 0 <= seconds <= 86_400:
+        raise ConfigurationError("DATABASE_URL: timeout must be between 0 and 86400 seconds")
+    return round(seconds * 1000)
 
 
 _WRITE_LOCKS: dict[str, threading.Lock] = {}

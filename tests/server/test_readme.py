@@ -10,22 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.realserver import running_server
 from tests.server.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCUMENTED_URL = "http://127.0.0.1:8000"
-STARTUP_TIMEOUT_S = 60.0
 
 
 def walkthrough_blocks() -> list[str]:
@@ -34,56 +32,10 @@ def walkthrough_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    convostore = Path(sys.executable).parent / "convostore"
-    env = {**os.environ, "JWT_SECRET_KEY": SECRET}
-    env.pop("DATABASE_URL", None)
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(convostore),
-            "serve",
-            "--migrate",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--database-url",
-            f"sqlite:///{tmp_path / 'readme.db'}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:  # poll readiness (not a sleep hiding a race: we wait for /readyz)
-            if proc.poll() is not None:
-                log.flush()
-                pytest.fail(f"server exited early:\n{(tmp_path / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become ready")
-            time.sleep(0.1)
+    with running_server(tmp_path, f"sqlite:///{tmp_path / 'readme.db'}", secret=SECRET) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_readme_has_the_walkthrough() -> None:
