@@ -145,7 +145,14 @@ def test_export_reports_progress(source: Engine) -> None:
 def test_reimport_skips_existing_ids_and_new_ids_duplicates(source: Engine, store: Store) -> None:
     exported = export_text(source)
     report = import_jsonl(source, exported.splitlines())
-    assert report.imported == 0
+    assert (report.imported, report.already_present, report.skipped) == (0, 4, [])
+    # The same ids with another owner or creation time are other conversations: collisions.
+    changed = [
+        json.dumps({**json.loads(x), "created_at": "2001-01-01T00:00:00+00:00"})
+        for x in exported.splitlines()
+    ]
+    report = import_jsonl(source, changed)
+    assert report.imported == 0 and report.already_present == 0
     assert [s.reason for s in report.skipped] == [
         f"conversation id {json.loads(x)['id']} already exists" for x in exported.splitlines()
     ]

@@ -1017,6 +1017,9 @@ INVALID_CURSORS = [
     _b64(json.dumps({"a": 1})),
     _b64("\xff\xfe"),
     "\x00",
+    # Offsets that have no UTC datetime (year 1 at +14:00, year 9999 at -14:00).
+    _b64(json.dumps(["0001-01-01T00:00:00+14:00", 1])),
+    _b64(json.dumps(["9999-12-31T23:59:59-14:00", 1])),
 ]
 
 
@@ -1210,3 +1213,106 @@ async def test_batch_size_limit(api: MaybeAsync, raw: Engine) -> None:
     assert err.value.field == "messages"
     assert count(raw, "SELECT count(*) FROM messages") == 1000
     assert count(raw, "SELECT count(*) FROM conversations") == 1
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+def nested(depth: int) -> Any:
+    """A JSON value ``depth`` levels deep: ``{"a": [[...[1]...]]}`` counts the dict too."""
+    value: Any = 1
+    for _ in range(depth - 1):
+        value = [value]
+    return {"a": value}
+
+
+async def test_json_nesting_depth_is_limited_before_anything_is_written(
+    api: MaybeAsync, raw: Engine
+) -> None:
+    conv = await api.create_conversation(ALICE, metadata=nested(32))
+    assert (await api.get_conversation(ALICE, conv.id)).metadata == nested(32)
+    calls = [{"id": "c", "type": "function", "function": {"name": "f"}, "deep": nested(30)}]
+    await api.append_message(ALICE, conv.id, {**call("c"), "tool_calls": calls})
+    before = (
+        count(raw, "SELECT count(*) FROM messages"),
+        count(raw, "SELECT count(*) FROM conversations"),
+    )
+    for depth in (33, 300, 1_200, 50_000):  # deep enough once to overflow a recursive walk
+        attempts = [
+            ("metadata", api.create_conversation(ALICE, metadata=nested(depth))),
+            ("metadata", api.update_conversation(ALICE, conv.id, metadata=nested(depth))),
+            ("metadata", api.append_message(ALICE, conv.id, user("x", metadata=nested(depth)))),
+            (
+                "messages[1].tool_calls",
+                api.append_messages(
+                    ALICE, conv.id, [user("x"), {**call("c"), "tool_calls": [nested(depth)]}]
+                ),
+            ),
+        ]
+        for field, attempt in attempts:
+            with pytest.raises(ValidationError) as err:
+                await attempt
+            assert err.value.field == field and "32 levels" in err.value.rule
+    after = (
+        count(raw, "SELECT count(*) FROM messages"),
+        count(raw, "SELECT count(*) FROM conversations"),
+    )
+    assert after == before
+    # Every read of the user still works.
+    assert len((await api.list_conversations(ALICE)).data) == 1
+    assert len(await api.get_history(ALICE, conv.id)) == 0  # the call was never answered
+
+
+async def test_json_size_is_limited(api: MaybeAsync) -> None:
+    from convostore.schemas import MAX_JSON_BYTES
+
+    with pytest.raises(ValidationError) as err:
+        await api.create_conversation(ALICE, metadata={"blob": "é" * (MAX_JSON_BYTES // 2)})
+    assert err.value.field == "metadata" and f"at most {MAX_JSON_BYTES} bytes" in err.value.rule
+    ok = await api.create_conversation(ALICE, metadata={"blob": "x" * (MAX_JSON_BYTES - 20)})
+    assert ok.metadata is not None
+
+
+BAD_USER_IDS = [42, None, b"alice", "a\ud800", "al\x00ice", "", " ", "x" * 256]
+READ_AND_WRITE_PATHS: list[tuple[str, tuple[Any, ...]]] = [
+    ("get_conversation", (1,)),
+    ("get_conversation_by_external_id", ("ext",)),
+    ("list_conversations", ()),
+    ("update_conversation", (1,)),
+    ("delete_conversation", (1,)),
+    ("list_messages", (1,)),
+    ("get_messages", (1,)),
+    ("last_messages", (1, 5)),
+    ("get_history", (1,)),
+    ("pop_message", (1,)),
+    ("delete_messages_after", (1, 0)),
+    ("append_message", (1, user("x"))),
+    ("append_messages", (1, [user("x")])),
+    ("create_conversation", ()),
+    ("get_or_create_conversation", ("ext",)),
+    ("ensure_user", ()),
+    ("delete_user", ()),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_USER_IDS, ids=repr)
+async def test_a_bad_user_id_is_a_validation_error_on_every_path(
+    api: MaybeAsync, raw: Engine, bad: Any
+) -> None:
+    """Never a raw TypeError/UnicodeEncodeError/ProgrammingError, the same on both databases."""
+    conv = await api.create_conversation(ALICE, messages=[user("keep")])
+    for name, args in READ_AND_WRITE_PATHS:
+        args = tuple(conv.id if a == 1 else a for a in args)
+        with pytest.raises(ValidationError) as err:
+            await getattr(api, name)(bad, *args)
+        assert err.value.field == "user_id", name
+    assert count(raw, "SELECT count(*) FROM messages") == 1
+    assert count(raw, "SELECT count(*) FROM conversations") == 1
+
+
+@pytest.mark.parametrize("bad", [None, 5, "text", b"bytes", {"role": "user", "content": "x"}])
+async def test_append_messages_needs_a_list(api: MaybeAsync, bad: Any) -> None:
+    conv = await api.create_conversation(ALICE)
+    with pytest.raises(ValidationError) as err:
+        await api.append_messages(ALICE, conv.id, bad)
+    assert err.value.field == "messages"

@@ -10,6 +10,8 @@ or transaction accordingly.
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,11 +64,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def operation(mode: Mode) -> Callable[[F], F]:
-    """Register an operation and the way it must be run."""
+    """Register an operation and the way it must be run.
+
+    An operation whose first argument is ``user_id`` gets it validated here, once for all
+    of them, before any statement is sent: a bad id (not a string, NUL, a lone surrogate)
+    is the same ``ValidationError`` naming ``user_id`` on every path and database.
+    """
 
     def register(fn: F) -> F:
         MODES[fn.__name__] = mode
-        return fn
+        if list(inspect.signature(fn).parameters)[1:2] != ["user_id"]:
+            return fn
+
+        @functools.wraps(fn)
+        def checked(tx: Tx, user_id: Any, *args: Any, **kwargs: Any) -> Any:
+            return fn(tx, validate_user_id(user_id), *args, **kwargs)
+
+        return checked  # type: ignore[return-value]
 
     return register
 

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -228,7 +228,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError
         if not -(2**63) <= ident < 2**63:  # no such id; SQLite's driver would overflow
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        # Bound as UTC: year 1 at +14:00 (or 9999 at -14:00) has no UTC datetime.
+        moment = moment.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor", "is not a cursor returned by this API") from None
     return moment, ident
 
@@ -627,7 +629,7 @@ def count_conversations(user_id: str | None) -> Select[Any]:
 
 def conversation_exists(conversation_id: int) -> Select[Any]:
     """Any user's conversation with this id (import keeps ids and must not collide)."""
-    return select(C.c.id).where(C.c.id == conversation_id)
+    return select(C.c.id, C.c.user_id, C.c.created_at).where(C.c.id == conversation_id)
 
 
 def import_conversation(values: dict[str, Any]) -> Insert:
@@ -640,12 +642,16 @@ def import_messages() -> Insert:
     return insert(M)
 
 
-def pg_sync_id_sequences() -> list[TextClause]:
-    """After inserting explicit ids on PostgreSQL, move the id sequences past them."""
+def pg_advance_id_sequences() -> list[TextClause]:
+    """Move the conversations' and messages' id sequences to at least ``:top``.
+
+    Never backwards (a concurrent writer may hold a newer value), so safe to run after
+    each imported conversation while the service is writing too.
+    """
     return [
         text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+            "SELECT setval(seq, GREATEST(CAST(:top AS BIGINT), pg_sequence_last_value(seq)))"
+            f" FROM (SELECT pg_get_serial_sequence('{table}', 'id')::regclass AS seq) s"
         )
         for table in ("conversations", "messages")
     ]

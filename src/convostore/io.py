@@ -22,6 +22,8 @@ inside one read transaction (a consistent snapshot), and each line is written pi
 piece, so even a very long conversation is never held whole. Import is all-or-nothing per
 conversation (one transaction each) and reproduces ids, timestamps, positions and keys
 exactly; a line that is invalid or collides with stored data is skipped with the reason.
+Re-running an import that was interrupted (killed, a lost connection) resumes it: the
+conversations it already stored are counted as ``already_present`` and left alone.
 """
 
 from __future__ import annotations
@@ -223,6 +225,9 @@ class ImportReport:
     imported: int = 0
     messages: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    #: Conversations already stored by an earlier run of the same import (a resumed
+    #: import after a crash): left as they are, and not an error.
+    already_present: int = 0
 
 
 def _pydantic_reason(exc: PydanticValidationError) -> str:
@@ -277,7 +282,12 @@ def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int
         "updated_at": conv.updated_at,
     }
     if keep_ids and conv.id is not None:
-        if conn.execute(_sql.conversation_exists(conv.id)).first() is not None:
+        stored = conn.execute(_sql.conversation_exists(conv.id)).first()
+        if stored is not None:
+            # Each conversation commits whole, so one with this id, owner and creation
+            # time was written by an earlier run of this import: resume past it.
+            if stored.user_id == conv.user_id and stored.created_at == conv.created_at:
+                raise _AlreadyImported
             raise _Collision(f"conversation id {conv.id} already exists")
         values["id"] = conv.id
     if conv.external_id is not None:
@@ -304,11 +314,24 @@ def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int
                 row["id"] = m.id
             rows.append(row)
         conn.execute(_sql.import_messages(), rows)
+    if pg and keep_ids:
+        # In the same transaction as the rows: an import killed midway never leaves the
+        # sequences behind the ids it stored (later creates would collide with them).
+        message_ids = [m.id for m in conv.messages if m.id is not None]
+        for stmt, top in zip(
+            _sql.pg_advance_id_sequences(), (new_id, max(message_ids, default=0)), strict=True
+        ):
+            if top:
+                conn.execute(stmt, {"top": top})
     return new_id
 
 
 class _Collision(Exception):
     """The line collides with stored data (skipped, not an error of the whole import)."""
+
+
+class _AlreadyImported(Exception):
+    """The line's conversation was stored by an earlier run of the same import."""
 
 
 def import_jsonl(
@@ -348,6 +371,8 @@ def import_jsonl(
             report.skipped.append(Skipped(number, conv_id, _pydantic_reason(exc)))
         except ValidationError as exc:
             report.skipped.append(Skipped(number, conv_id, exc.message))
+        except _AlreadyImported:
+            report.already_present += 1
         except _Collision as exc:
             report.skipped.append(Skipped(number, conv_id, str(exc)))
         except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
@@ -356,10 +381,6 @@ def import_jsonl(
         else:
             report.imported += 1
             report.messages += len(conv.messages)
-    if keep_ids and report.imported and engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            for stmt in _sql.pg_sync_id_sequences():
-                conn.execute(stmt)
     return report
 
 

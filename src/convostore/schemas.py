@@ -189,7 +189,7 @@ def validate_messages(
     items: Sequence[MessageInput], *, max_content_length: int, field: str = "messages"
 ) -> list[MessageCreate]:
     """Validate a batch; the first bad item is reported as ``messages[i].field``."""
-    if isinstance(items, str | bytes | Mapping):
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
         raise ValidationError(field, "must be a list of messages")
     out = [
         validate_message(m, max_content_length=max_content_length, field=f"{field}[{i}]")
@@ -220,17 +220,49 @@ def _check_encodable(field: str, value: str) -> None:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+#: How deep ``metadata`` and ``tool_calls`` may nest (``{"a": [1]}`` is 2 levels deep).
+MAX_JSON_DEPTH = 32
+#: The most a ``metadata`` or ``tool_calls`` value may take, serialised as UTF-8 JSON.
+MAX_JSON_BYTES = 256 * 1024
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than the limit; iterative, so never a RecursionError
+    (and a self-referencing value ends at the limit instead of looping)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def check_json(field: str, value: Any) -> None:
-    """JSON values must serialise, and (for PostgreSQL's JSONB) hold no NUL characters."""
+    """JSON values must serialise, stay within the depth and size limits, and (for
+    PostgreSQL's JSONB) hold no NUL characters: the same rule on every database."""
     if value is None:
         return
+    if _too_deep(value):
+        raise ValidationError(field, f"must not nest more than {MAX_JSON_DEPTH} levels deep")
     try:
         dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
     if _JSON_NUL.search(dumped):
         raise ValidationError(field, "must not contain the NUL character (\\u0000)")
-    _check_encodable(field, dumped)
+    try:
+        size = len(dumped.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(field, "must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_JSON_BYTES:
+        raise ValidationError(field, f"must be at most {MAX_JSON_BYTES} bytes as JSON (got {size})")
 
 
 def validate_title(title: str | None, field: str = "title") -> str | None:

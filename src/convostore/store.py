@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
@@ -43,6 +44,7 @@ from convostore.history import TokenCounter, approximate_tokens
 
 __all__ = ["AsyncStore", "Store"]
 
+log = logging.getLogger("convostore")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -80,7 +82,9 @@ def _translated(*, may_retry: bool) -> Iterator[None]:
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         if not _is_unavailable(exc):
             raise
-        raise UnavailableError(f"the database is unavailable: {exc.orig}") from exc
+        # The driver's text names hosts and ports: it goes to the log, not to API clients.
+        log.warning("database unavailable: %s", exc.orig)
+        raise UnavailableError("the database is unavailable; retry later") from exc
 
 
 def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:

@@ -645,6 +645,18 @@ async def test_bad_arguments(astore: AsyncStore) -> None:
         assert err.value.field == field
 
 
+async def test_a_misspelt_session_setting_is_refused_as_the_sdk_refuses_it(
+    astore: AsyncStore,
+) -> None:
+    """The SDK's sessions raise ``TypeError: Unknown session settings``; so does ours (as a
+    ValidationError too), instead of silently sending the whole history."""
+    with pytest.raises(TypeError, match="Unknown session settings: limitt") as err:
+        ConvostoreSession(
+            user_id=ALICE, conversation_id=1, store=astore, session_settings={"limitt": 20}
+        )
+    assert isinstance(err.value, ValidationError) and err.value.field == "session_settings"
+
+
 async def test_another_users_conversation_is_not_found(astore: AsyncStore) -> None:
     mine = await new_session(astore)
     await mine.add_items([ITEMS[0]])  # type: ignore[list-item]

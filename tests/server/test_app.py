@@ -16,6 +16,7 @@ from convostore import AsyncStore
 from convostore.config import Settings
 from convostore.errors import ConfigurationError, MissingExtraError
 from convostore.server import create_app
+from convostore.server.auth import create_access_token
 from convostore.server.errors import STATUS_BY_ERROR
 from tests.server.conftest import SECRET, Auth, assert_error
 
@@ -177,3 +178,23 @@ def test_importing_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingExtraError, match=r"convostore\[server\]") as info:
         importlib.import_module("convostore.server")
     assert info.value.extra == "server"
+
+
+@pytest.mark.postgres
+async def test_a_503_does_not_quote_the_driver(caplog: pytest.LogCaptureFixture) -> None:
+    """The driver's message names the host and port: logged, never sent to the client."""
+    url = "postgresql://root@127.0.0.1:1/nothing"  # nothing listens on port 1
+    async with AsyncStore(url) as store:
+        app = create_app(Settings(jwt_secret_key=SECRET), store=store)
+        transport = httpx.ASGITransport(app=app)
+        token = create_access_token("alice", secret=SECRET)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            with caplog.at_level("WARNING", logger="convostore"):
+                response = await client.get(
+                    "/v1/conversations", headers={"Authorization": f"Bearer {token}"}
+                )
+    assert_error(response, 503, "unavailable")
+    message = response.json()["error"]["message"]
+    assert "127.0.0.1" not in message and "port" not in message and "1/nothing" not in message
+    assert "database is unavailable" in message
+    assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # the detail is logged

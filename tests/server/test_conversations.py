@@ -252,3 +252,18 @@ async def test_external_id_is_unique_per_user(client: httpx.AsyncClient, auth: A
     assert "external_id" in response.json()["error"]["message"]
     other = await _create(client, auth, user="bob", external_id="sess-1")
     assert other["id"] != conv["id"]
+
+
+@pytest.mark.parametrize("depth", [33, 300, 20_000])
+async def test_deeply_nested_metadata_is_a_422_and_nothing_is_stored(
+    client: httpx.AsyncClient, auth: Auth, depth: int
+) -> None:
+    body = '{"title": "t", "metadata": {"a": ' + "[" * depth + "1" + "]" * depth + "}}"
+    headers = {**auth(), "Content-Type": "application/json"}
+    response = await client.post("/v1/conversations", content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["code"] in {"validation_error", "bad_request"}
+    if depth < 1000:  # parsed, then refused by the store's rule naming the field
+        assert_error(response, 422, "validation_error", "metadata")
+    listed = await client.get("/v1/conversations", headers=auth())
+    assert listed.status_code == 200 and listed.json()["data"] == []

@@ -29,6 +29,7 @@ from convostore.errors import ConflictError, NotFoundError, ValidationError, req
 
 try:
     from agents.memory import SessionSettings
+    from agents.memory.session_settings import coerce_session_settings
 except ImportError:  # pragma: no cover - exercised by the missing-extra test
     require_extra("agents", "agents", "convostore.adapters.agents")
     raise
@@ -195,6 +196,11 @@ class ConvostoreSession:
         return conv.id
 
 
+class UnknownSessionSettings(ValidationError, TypeError):
+    """A misspelt ``session_settings`` key: a ``ValidationError`` for convostore, and the
+    ``TypeError`` the SDK's sessions raise, for code written against the SDK."""
+
+
 def _settings(value: SessionSettings | Mapping[str, Any] | None) -> SessionSettings:
     """``SessionSettings`` from an instance, a mapping such as ``{"limit": 20}``, or nothing."""
     if value is None:
@@ -203,8 +209,11 @@ def _settings(value: SessionSettings | Mapping[str, Any] | None) -> SessionSetti
         return value
     if isinstance(value, Mapping):
         try:
-            return SessionSettings(**value)
-        except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            # The SDK's own coercion: an unknown key is refused, as every SDK session does.
+            return coerce_session_settings(dict(value))
+        except TypeError as exc:
+            raise UnknownSessionSettings("session_settings", str(exc)) from None
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ValidationError("session_settings", str(exc).splitlines()[0]) from None
     raise ValidationError("session_settings", "must be a SessionSettings or a mapping")
 

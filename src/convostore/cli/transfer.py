@@ -100,9 +100,14 @@ def import_(
                     )
         finally:
             engine.dispose()
+    resumed = (
+        f"; {report.already_present} already present from an earlier run, left as they are"
+        if report.already_present
+        else ""
+    )
     console.print(
         f"imported {report.imported} conversation(s), {report.messages} message(s); "
-        f"skipped {len(report.skipped)}"
+        f"skipped {len(report.skipped)}{resumed}"
     )
     if report.skipped:
         table = Table(title="skipped")
