@@ -193,7 +193,7 @@ def ensure_user(tx: Tx, user_id: str) -> None:
     With the host's users table (``CONVOSTORE_USERS_TABLE``) users are the host's to
     create, and this only checks the id.
     """
-    stmt = _sql.upsert_user(tx.pg, validate_user_id(user_id), utcnow())
+    stmt = _sql.upsert_user(tx.pg, user_id, utcnow())
     if stmt is not None:
         tx.conn.execute(stmt)
 
@@ -201,7 +201,7 @@ def ensure_user(tx: Tx, user_id: str) -> None:
 @operation(Mode.STATEMENT)
 def delete_user(tx: Tx, user_id: str) -> bool:
     """Erase a user and everything of theirs; ``False`` if there was nothing to erase."""
-    result = tx.conn.execute(_sql.delete_user(validate_user_id(user_id)))
+    result = tx.conn.execute(_sql.delete_user(user_id))
     return bool(result.rowcount)
 
 
@@ -223,7 +223,6 @@ def create_conversation(
     ``external_id`` is your own id for the thread (unique per user); a second conversation
     with the same one is a ``ConflictError``.
     """
-    validate_user_id(user_id)
     title = validate_title(title)
     metadata = validate_metadata(metadata)
     if external_id is not None:
@@ -269,7 +268,6 @@ def get_or_create_conversation(
     ``metadata``) if there is none yet. Safe under concurrent first calls: one wins, every
     caller gets that one.
     """
-    validate_user_id(user_id)
     validate_id(external_id, "external_id")
     row = _insert_conversation(
         tx, user_id, validate_title(title), validate_metadata(metadata), external_id
@@ -432,7 +430,7 @@ def append_message(
     ``ConflictError``.
     """
     item = validate_message(message, max_content_length=tx.config.max_content_length)
-    return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), [item])[0]
+    return _append(tx, user_id, _conversation_id(conversation_id), [item])[0]
 
 
 @operation(Mode.STATEMENT)
@@ -446,7 +444,7 @@ def append_messages(
     if not items:
         _require_conversation(tx, user_id, _conversation_id(conversation_id))
         return []
-    return _append(tx, validate_user_id(user_id), _conversation_id(conversation_id), items)
+    return _append(tx, user_id, _conversation_id(conversation_id), items)
 
 
 def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[MessagePublic]:

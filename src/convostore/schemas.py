@@ -208,10 +208,10 @@ def check_text(field: str, value: str) -> None:
     _check_encodable(field, value)
 
 
-def _check_encodable(field: str, value: str) -> None:
+def _check_encodable(field: str, value: str) -> bytes:
     """Lone surrogates cannot be encoded to UTF-8: a clear error, not a driver crash."""
     try:
-        value.encode("utf-8")
+        return value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(field, "must be valid Unicode (no lone surrogates)") from None
 
@@ -257,10 +257,7 @@ def check_json(field: str, value: Any) -> None:
         raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
     if _JSON_NUL.search(dumped):
         raise ValidationError(field, "must not contain the NUL character (\\u0000)")
-    try:
-        size = len(dumped.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(field, "must be valid Unicode (no lone surrogates)") from None
+    size = len(_check_encodable(field, dumped))
     if size > MAX_JSON_BYTES:
         raise ValidationError(field, f"must be at most {MAX_JSON_BYTES} bytes as JSON (got {size})")
 
