@@ -18,7 +18,12 @@ from sqlalchemy.pool import QueuePool
 from convostore import AsyncStore, ConflictError, NotFoundError, Store, ValidationError
 from convostore.config import normalize_url
 from convostore.db import make_engine
-from convostore.schemas import ChatMessage, ConversationPublic, MessagePublic
+from convostore.schemas import (
+    MAX_SYSTEM_PROMPT_LENGTH,
+    ChatMessage,
+    ConversationPublic,
+    MessagePublic,
+)
 from tests.conftest import MaybeAsync
 from tests.test_history import api_violations
 
@@ -1316,3 +1321,15 @@ async def test_append_messages_needs_a_list(api: MaybeAsync, bad: Any) -> None:
     with pytest.raises(ValidationError) as err:
         await api.append_messages(ALICE, conv.id, bad)
     assert err.value.field == "messages"
+
+
+@pytest.mark.parametrize(
+    "prompt", ["", "x" * (MAX_SYSTEM_PROMPT_LENGTH + 1), "a\x00b", "\ud800", 5]
+)
+async def test_a_bad_system_prompt_names_the_field(api: MaybeAsync, prompt: Any) -> None:
+    # The same bounds as the REST parameters (both read them from convostore.schemas).
+    conv = await api.create_conversation("alice")
+    with pytest.raises(ValidationError) as caught:
+        await api.get_history("alice", conv.id, system_prompt=prompt)
+    assert caught.value.field == "system_prompt"
+    assert await api.get_history("alice", conv.id, system_prompt="x" * MAX_SYSTEM_PROMPT_LENGTH)

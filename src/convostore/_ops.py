@@ -41,6 +41,7 @@ from convostore.schemas import (
     validate_position,
     validate_title,
     validate_user_id,
+    validate_window,
 )
 from convostore.types import utcnow
 
@@ -536,12 +537,7 @@ def get_history(
     call and its results are kept or dropped together; orphan tool results and calls never
     answered are left out, so the model API always accepts the window.
     """
-    if max_messages is not None:
-        validate_limit(max_messages, maximum=1_000_000, field="max_messages")
-    if max_tokens is not None:
-        validate_limit(max_tokens, maximum=10_000_000, field="max_tokens")
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise ValidationError("system_prompt", "must be a string")
+    validate_window(max_messages, max_tokens, system_prompt)
     counter = token_counter or tx.config.token_counter
     head: list[ChatMessage] = []
     if system_prompt is not None:

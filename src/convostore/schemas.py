@@ -306,6 +306,31 @@ def validate_limit(limit: int, *, maximum: int, field: str = "limit") -> int:
     return limit
 
 
+#: The history window's bounds, for the library and the REST parameters alike.
+MAX_HISTORY_MESSAGES = 1_000_000
+MAX_HISTORY_TOKENS = 10_000_000
+MAX_SYSTEM_PROMPT_LENGTH = 100_000
+
+
+def validate_window(
+    max_messages: int | None, max_tokens: int | None, system_prompt: str | None
+) -> None:
+    """The history window's parameters: bounded counts and a usable system prompt."""
+    if max_messages is not None:
+        validate_limit(max_messages, maximum=MAX_HISTORY_MESSAGES, field="max_messages")
+    if max_tokens is not None:
+        validate_limit(max_tokens, maximum=MAX_HISTORY_TOKENS, field="max_tokens")
+    if system_prompt is None:
+        return
+    if not isinstance(system_prompt, str) or not system_prompt:
+        raise ValidationError("system_prompt", "must be a non-empty string")
+    if len(system_prompt) > MAX_SYSTEM_PROMPT_LENGTH:
+        raise ValidationError(
+            "system_prompt", f"must be at most {MAX_SYSTEM_PROMPT_LENGTH} characters"
+        )
+    check_text("system_prompt", system_prompt)
+
+
 def validate_position(value: int | None, field: str) -> int | None:
     """Positions start at 1; 0 is accepted as 'before the first'."""
     if value is None:

@@ -211,6 +211,52 @@ async def test_history_window(client: httpx.AsyncClient, auth: Auth, conv: int) 
     )
 
 
+async def test_history_by_post_is_the_same_window_with_a_prompt_of_any_length(
+    client: httpx.AsyncClient, auth: Auth, conv: int
+) -> None:
+    await _append(
+        client,
+        auth,
+        conv,
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [TOOL_CALL]},
+        {"role": "tool", "content": "12°C", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "12°C."},
+    )
+    url = f"/v1/conversations/{conv}/history"
+    for params in ({}, {"max_messages": 2}, {"max_tokens": 30, "system_prompt": "Be kind"}):
+        by_get = await client.get(url, params=params, headers=auth())
+        by_post = await client.post(url, json=params, headers=auth())
+        assert by_post.status_code == by_get.status_code == 200
+        assert by_post.json() == by_get.json()
+    # 44,000 characters would never fit in a URL (16 KiB); in a body it is an ordinary prompt.
+    prompt = "Answer in the voice of a careful librarian. " * 1000
+    long = await client.post(url, json={"system_prompt": prompt, "max_messages": 1}, headers=auth())
+    assert long.status_code == 200, long.text
+    assert long.json()["messages"] == [
+        {"role": "system", "content": prompt},
+        {"role": "assistant", "content": "12°C."},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"max_messages": -1}, "max_messages"),
+        ({"max_tokens": 10_000_001}, "max_tokens"),
+        ({"system_prompt": ""}, "system_prompt"),
+        ({"system_prompt": 5}, "system_prompt"),
+        ({"max_token": 5}, "max_token"),
+        ({"max_tokens": "5"}, "max_tokens"),
+    ],
+)
+async def test_history_by_post_refuses_bad_parameters(
+    client: httpx.AsyncClient, auth: Auth, conv: int, body: dict[str, Any], field: str
+) -> None:
+    response = await client.post(f"/v1/conversations/{conv}/history", json=body, headers=auth())
+    assert_error(response, 422, "validation_error", field)
+
+
 async def test_pop_and_delete_after(client: httpx.AsyncClient, auth: Auth, conv: int) -> None:
     await _append(client, auth, conv, *({"role": "user", "content": f"m{i}"} for i in range(1, 6)))
     base = f"/v1/conversations/{conv}/messages"

@@ -13,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from convostore._ops import MAX_BATCH
 from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH
-from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
+from convostore.schemas import (
+    MAX_HISTORY_MESSAGES,
+    MAX_HISTORY_TOKENS,
+    MAX_SYSTEM_PROMPT_LENGTH,
+    ConversationPublic,
+    MessageCreate,
+    MessagePublic,
+    Page,
+)
 
 __all__ = [
     "ChatMessageOut",
@@ -22,6 +30,8 @@ __all__ = [
     "ConversationList",
     "ConversationUpdate",
     "History",
+    "HistoryBody",
+    "HistoryRequest",
     "MessageBatch",
     "MessageList",
     "MessagesDeleted",
@@ -124,6 +134,42 @@ class ChatMessageOut(BaseModel):
     content: str | None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+
+class HistoryRequest(BaseModel):
+    """What the history window may hold: the query of ``GET /history``, the body of
+    ``POST /history`` (the one to use for a long system prompt: URLs are kept short)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_tokens": 4000, "system_prompt": "Be brief."}]},
+    )
+
+    max_messages: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_HISTORY_MESSAGES,
+        description="At most this many messages (the system prompt aside).",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_HISTORY_TOKENS,
+        description="Token budget, including the system prompt.",
+    )
+    system_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SYSTEM_PROMPT_LENGTH,
+        description="Pinned first, always kept.",
+    )
+
+
+class HistoryBody(HistoryRequest):
+    """``POST /history``'s body: JSON has types, so ``"5"`` is not a number here (a query
+    string has none, so ``GET`` converts it)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class History(BaseModel):

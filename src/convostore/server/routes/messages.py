@@ -15,6 +15,8 @@ from convostore.server.errors import responses
 from convostore.server.routes.conversations import ConversationId
 from convostore.server.schemas import (
     History,
+    HistoryBody,
+    HistoryRequest,
     MessageBatch,
     MessageList,
     MessagesDeleted,
@@ -136,6 +138,19 @@ async def pop_message(
     return MessagesDeleted(data=[removed] if removed is not None else [])
 
 
+async def _window(
+    store: StoreDep, user: str, conversation_id: int, params: HistoryRequest
+) -> History:
+    window = await store.get_history(
+        user,
+        conversation_id,
+        max_messages=params.max_messages,
+        max_tokens=params.max_tokens,
+        system_prompt=params.system_prompt,
+    )
+    return History.model_validate({"conversation_id": conversation_id, "messages": window})
+
+
 @router.get(
     "/history",
     response_model=History,
@@ -146,31 +161,29 @@ async def get_history(
     conversation_id: ConversationId,
     user: CurrentUser,
     store: StoreDep,
-    max_messages: Annotated[
-        int | None,
-        Query(
-            ge=0, le=1_000_000, description="At most this many messages (the system prompt aside)."
-        ),
-    ] = None,
-    max_tokens: Annotated[
-        int | None,
-        Query(ge=0, le=10_000_000, description="Token budget, including the system prompt."),
-    ] = None,
-    system_prompt: Annotated[
-        str | None,
-        Query(min_length=1, max_length=100_000, description="Pinned first, always kept."),
-    ] = None,
+    params: Annotated[HistoryRequest, Query()],
 ) -> History:
     """The model-ready window (OpenAI chat format), oldest first.
 
     The newest messages that fit ``max_messages`` / ``max_tokens``; a tool call and its
-    results are kept or dropped together.
+    results are kept or dropped together. For a long ``system_prompt`` use ``POST``: the HTTP
+    server may refuse a request line and headers over 16 KiB in all, in plain text.
     """
-    window = await store.get_history(
-        user,
-        conversation_id,
-        max_messages=max_messages,
-        max_tokens=max_tokens,
-        system_prompt=system_prompt,
-    )
-    return History.model_validate({"conversation_id": conversation_id, "messages": window})
+    return await _window(store, user, conversation_id, params)
+
+
+@router.post(
+    "/history",
+    response_model=History,
+    response_model_exclude_unset=True,
+    responses=responses(400, 401, 404, 413, 422),
+)
+async def post_history(
+    conversation_id: ConversationId,
+    user: CurrentUser,
+    store: StoreDep,
+    params: HistoryBody,
+) -> History:
+    """The same window as ``GET /history``, its parameters in a JSON body (reads nothing
+    else, changes nothing): the way to send a system prompt of any length."""
+    return await _window(store, user, conversation_id, params)
