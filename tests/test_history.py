@@ -416,3 +416,16 @@ def test_window_invariants(
 
 def _units_in(window: list[ChatMessage]) -> int:
     return sum(1 for m in window if m["role"] != "tool")
+
+
+def test_a_stored_call_id_that_is_not_a_string_is_never_answered() -> None:
+    # Rows written before MessageCreate refused such ids (or by raw SQL): the window
+    # treats the call as unanswered instead of failing on an unhashable id.
+    odd = [{"id": [], "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    msgs = [make(1, "user", "q"), make(2, "assistant", "thinking", tool_calls=odd)]
+    window = select_window(newest_first(msgs))
+    assert window == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "thinking"},
+    ]
+    assert api_violations(window) == []

@@ -33,6 +33,7 @@ from convostore.schemas import (
     Order,
     Page,
     construct_trusted,
+    validate_cursor,
     validate_id,
     validate_limit,
     validate_message,
@@ -301,6 +302,7 @@ def list_conversations(
 ) -> Page[ConversationPublic]:
     """``user_id``'s conversations, most recently active first (keyset pagination)."""
     validate_limit(limit, maximum=MAX_CONVERSATION_PAGE)
+    cursor = validate_cursor(cursor)
     after = _sql.decode_cursor(cursor) if cursor else None
     stmt = _sql.conversations_query(paged=after is not None)
     rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after))
@@ -538,6 +540,8 @@ def get_history(
     answered are left out, so the model API always accepts the window.
     """
     validate_window(max_messages, max_tokens, system_prompt)
+    if token_counter is not None and not callable(token_counter):
+        raise ValidationError("token_counter", "must be callable")
     counter = token_counter or tx.config.token_counter
     head: list[ChatMessage] = []
     if system_prompt is not None:

@@ -43,8 +43,11 @@ def _is_call(msg: MessagePublic) -> bool:
     return msg.role == "assistant" and bool(msg.tool_calls)
 
 
-def _call_id(call: Any) -> Any:
-    return call.get("id") if isinstance(call, dict) else None
+def _call_id(call: Any) -> str | None:
+    # Only a string id can be answered (tool_call_id is one); rows stored before that rule
+    # was enforced may hold others, and must not break the window.
+    call_id = call.get("id") if isinstance(call, dict) else None
+    return call_id if isinstance(call_id, str) else None
 
 
 def _call_unit(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from convostore.errors import ValidationError
@@ -36,6 +36,11 @@ MAX_POSITION = 2**31 - 1
 Order = Literal["asc", "desc"]
 
 
+_ROLES = [repr(r.value) for r in MessageRole]
+#: pydantic's own wording for a bad role, also used for a role that is not a string.
+_ROLE_RULE = f"Input should be {', '.join(_ROLES[:-1])} or {_ROLES[-1]}"
+
+
 class MessageCreate(BaseModel):
     """A message to append. ``content`` may be empty only for an assistant tool call."""
 
@@ -53,6 +58,15 @@ class MessageCreate(BaseModel):
         description="Client-supplied idempotency key, unique within the conversation.",
     )
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_is_text(cls, value: Any) -> Any:
+        # The enum lookup's own error message would repr() the value: a deeply nested one
+        # raises RecursionError instead of this error.
+        if not isinstance(value, str):
+            raise ValueError(_ROLE_RULE)
+        return value
+
     @model_validator(mode="after")
     def _check_rules(self) -> MessageCreate:
         if not self.content.strip() and not (
@@ -64,6 +78,10 @@ class MessageCreate(BaseModel):
             )
         if self.tool_calls is not None and self.role is not MessageRole.ASSISTANT:
             raise ValueError("tool_calls: only assistant messages may carry tool_calls")
+        if any(not isinstance(call.get("id"), str | None) for call in self.tool_calls or ()):
+            # A tool message answers a call by its id (``tool_call_id``, a string): the
+            # history window pairs them by it, so any other id could never be answered.
+            raise ValueError("tool_calls: a tool call's id must be a string")
         if self.role is MessageRole.TOOL and self.tool_call_id is None:
             raise ValueError("tool_call_id: required for a tool message")
         if self.tool_call_id is not None and self.role is not MessageRole.TOOL:
@@ -293,6 +311,25 @@ def validate_id(value: str, field: str) -> str:
 def validate_user_id(user_id: str) -> str:
     """User ids come from the host's auth (see :func:`validate_id`)."""
     return validate_id(user_id, "user_id")
+
+
+#: Longer than any conversation cursor the store hands out (the REST layer's cap too).
+MAX_CURSOR_LENGTH = 512
+
+
+def validate_cursor(cursor: str | None) -> str | None:
+    """A cursor is a string of bounded length; what it says is checked when it is decoded.
+
+    Decoding a huge one is work for nothing, and a deeply nested one would overflow the
+    JSON decoder (RecursionError) instead of being refused.
+    """
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str):
+        raise ValidationError("cursor", "must be a string")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ValidationError("cursor", f"must be at most {MAX_CURSOR_LENGTH} characters")
+    return cursor
 
 
 def validate_limit(limit: int, *, maximum: int, field: str = "limit") -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from convostore._ops import MAX_CONVERSATION_PAGE
-from convostore.schemas import ConversationPublic
+from convostore.schemas import MAX_CURSOR_LENGTH, ConversationPublic
 from convostore.server.deps import CurrentUser, StoreDep
 from convostore.server.errors import responses
 from convostore.server.schemas import (
@@ -57,7 +57,11 @@ async def list_conversations(
     limit: Annotated[int, Query(ge=1, le=MAX_CONVERSATION_PAGE, description="Page size.")] = 20,
     after: Annotated[
         str | None,
-        Query(min_length=1, max_length=512, description="The `next_cursor` of the previous page."),
+        Query(
+            min_length=1,
+            max_length=MAX_CURSOR_LENGTH,
+            description="The `next_cursor` of the previous page.",
+        ),
     ] = None,
 ) -> ConversationList:
     """The caller's conversations, most recently active first (keyset pagination)."""
