@@ -10,10 +10,12 @@ upgrade to a write lock.
 from __future__ import annotations
 
 import os
+import select
 import threading
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -58,13 +60,19 @@ def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngin
 
 
 def configure_engine(engine: Engine) -> Engine:
-    """Install convostore's per-connection SQLite set-up on ``engine`` (idempotent).
+    """Install convostore's per-connection set-up on ``engine`` (idempotent).
 
-    Engines handed in by a host app get the same set-up; PostgreSQL engines are untouched.
+    SQLite: the pragmas and transaction control above. PostgreSQL: pooled connections the
+    server has closed are replaced at checkout. Engines handed in by a host app get the
+    same set-up.
     """
-    if engine.dialect.name != "sqlite" or getattr(engine, _CONFIGURED, False):
+    if getattr(engine, _CONFIGURED, False):
         return engine
     setattr(engine, _CONFIGURED, True)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "checkout", _replace_if_closed)
+    if engine.dialect.name != "sqlite":
+        return engine
     memory = engine.url.database in (None, "", ":memory:")
     busy_ms = _busy_timeout_ms(engine.url)
 
@@ -94,6 +102,30 @@ def configure_engine(engine: Engine) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _replace_if_closed(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Drop a pooled connection whose server has spoken while it sat idle in the pool.
+
+    An idle connection is sent nothing, unless the server is going away: a restart or
+    an administrator's termination sends an error and closes the socket. A poll of the
+    socket costs about a microsecond, where the pool's ``pre_ping`` costs a round trip
+    per checkout; raising DisconnectionError makes the pool connect afresh, so the
+    first request after a restart succeeds instead of failing (and logging) once per
+    stale connection. (A host app that LISTENs on a pooled connection would lose it to
+    a pending notification: convostore itself never LISTENs.)
+    """
+    fileno = getattr(record.driver_connection, "fileno", None)
+    if fileno is None or not hasattr(select, "poll"):  # not psycopg, or no poll (Windows)
+        return
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN)
+        closed = bool(poller.poll(0))
+    except Exception:  # the driver's "connection is closed", a bad descriptor: unusable
+        closed = True
+    if closed:
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _busy_timeout_ms(url: URL) -> int:
