@@ -246,3 +246,44 @@ async def test_tasks_first_writes_and_key_retries(db_url: str, engine_kind: str)
         assert len({m.id for m in stored}) == 1
         assert [m.key for m in await a.get_messages("newcomer", conv.id)] == ["k"]
         assert len((await a.list_conversations("newcomer", limit=100)).data) == WRITERS
+
+
+LOOPS = 4
+
+
+def test_a_fresh_async_store_serves_several_event_loops_at_once(db_url: str) -> None:
+    """Threads each running their own loop share one AsyncStore before it has connected
+    (the OpenAI Agents SDK's pattern); SQLAlchemy's first-connect lock is per loop."""
+    with Store(db_url) as sync:
+        conv = sync.create_conversation("loops")
+    store = AsyncStore(db_url, pool_size=LOOPS)
+    start = threading.Barrier(LOOPS)
+    errors: list[BaseException] = []
+
+    def in_own_loop(n: int) -> None:
+        async def work() -> None:
+            start.wait()  # every loop makes its first call together
+            for i in range(3):
+                msg = {"role": "user", "content": f"{n}-{i}"}
+                await store.append_message("loops", conv.id, msg)
+                await store.list_conversations("loops")
+
+        try:
+            asyncio.run(work())
+        except BaseException as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=in_own_loop, args=(n,)) for n in range(LOOPS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads), "a loop hung"
+    assert errors == []
+    with Store(db_url) as sync:
+        stored = sync.get_messages("loops", conv.id)
+    assert sorted(m.content for m in stored) == sorted(
+        f"{n}-{i}" for n in range(LOOPS) for i in range(3)
+    )
+    assert [m.position for m in stored] == list(range(1, 3 * LOOPS + 1))
+    asyncio.run(store.aclose())

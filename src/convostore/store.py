@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from types import TracebackType
@@ -97,6 +98,9 @@ def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:
         text = str(exc.orig).lower()
         return "locked" in text or "unable to open" in text or "busy" in text
     return True
+
+
+_FIRST_CONNECT = threading.Lock()
 
 
 class _Retry(Exception):
@@ -287,6 +291,7 @@ class AsyncStore(_Base):
             token_counter=token_counter,
         )
         self._autocommit, self._writer = _variants(self.engine, self._pg)
+        self._connected = False
         # SQLite has no network to wait on: aiosqlite would hop to its thread for every
         # statement, fetch and commit. Running the sync implementation in a worker thread
         # costs one hop per operation instead (and shares the in-process write lock). A
@@ -306,12 +311,32 @@ class AsyncStore(_Base):
             return self._autocommit.connect()
         return self._writer.begin()
 
+    async def _first_connect(self) -> None:
+        """Make the engine's first connection under a lock that every event loop shares.
+
+        SQLAlchemy initialises the dialect on the first connection under an asyncio lock
+        that binds to the first loop contending for it, so loops in other threads sharing
+        this store would fail ("bound to a different event loop") or hang. The threading
+        lock is awaited in a worker thread, so no loop is blocked while it waits.
+        """
+        with _translated(may_retry=False):
+            await asyncio.to_thread(_FIRST_CONNECT.acquire)
+            try:
+                if not self._connected:
+                    async with self.engine.connect():
+                        pass
+                    self._connected = True
+            finally:
+                _FIRST_CONNECT.release()
+
     async def _call(
         self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         threaded = self._threaded
         if threaded is not None:
             return await asyncio.to_thread(lambda: threaded._call(op, *args, **kwargs))
+        if not self._connected:
+            await self._first_connect()
         for attempt in range(_ATTEMPTS):
             try:
                 with _translated(may_retry=attempt < _ATTEMPTS - 1):
@@ -328,6 +353,8 @@ class AsyncStore(_Base):
             return
         from convostore.migrate import upgrade_connection
 
+        if not self._connected:
+            await self._first_connect()
         async with self._writer.begin() as conn:
             await conn.run_sync(upgrade_connection, revision)
 
