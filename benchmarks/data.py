@@ -21,6 +21,7 @@ from typing import Any, Literal
 import psycopg
 from sqlalchemy import make_url
 
+from convostore.config import get_settings
 from convostore.db import make_engine
 from convostore.migrate import upgrade
 
@@ -65,7 +66,8 @@ def sqlite_connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    # The store's own level (CONVOSTORE_SQLITE_SYNCHRONOUS, default FULL): equal durability.
+    conn.execute(f"PRAGMA synchronous = {get_settings().sqlite_synchronous.upper()}")
     return conn
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.workloads import WORKLOADS, Measurement
+from convostore.config import get_settings
 
 #: Workload -> (comparison, bound) on the ratio to the raw baseline of the same run.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -230,6 +231,9 @@ def machine(pg_version: str | None) -> dict[str, Any]:
         "os": platform.platform(),
         "postgresql": pg_version,
         "sqlite": sqlite3.sqlite_version,
+        # Every SQLite subject commits at this level (the alternatives at SQLite's default,
+        # which is FULL too); PostgreSQL subjects at the server's synchronous_commit (on).
+        "sqlite_synchronous": get_settings().sqlite_synchronous.upper(),
         "packages": {
             p: version(p)
             for p in (
@@ -267,5 +271,6 @@ def machine_md(info: dict[str, Any]) -> str:
     pk = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
     return (
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['os']}; Python {info['python']}; "
-        f"PostgreSQL {info['postgresql'] or '-'}; SQLite {info['sqlite']}; {pk}."
+        f"PostgreSQL {info['postgresql'] or '-'}; SQLite {info['sqlite']} "
+        f"(synchronous={info.get('sqlite_synchronous', '?')}); {pk}."
     )

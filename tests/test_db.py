@@ -6,8 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import create_engine
 
+from convostore.config import Settings, get_settings
 from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
 from convostore.errors import ConfigurationError
 
@@ -24,8 +26,31 @@ def test_sqlite_connections_get_the_pragmas(path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: durable
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("setting", "level"), [("normal", 1), ("full", 2), ("extra", 3)])
+def test_the_synchronous_level_is_a_setting(
+    path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, level: int
+) -> None:
+    monkeypatch.setenv("CONVOSTORE_SQLITE_SYNCHRONOUS", setting)
+    get_settings.cache_clear()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+    finally:
+        engine.dispose()
+        monkeypatch.delenv("CONVOSTORE_SQLITE_SYNCHRONOUS")
+        get_settings.cache_clear()
+
+
+def test_an_unknown_synchronous_level_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVOSTORE_SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(PydanticValidationError, match="sqlite_synchronous|CONVOSTORE_SQLITE"):
+        Settings()
 
 
 def test_write_transactions_take_the_write_lock_at_begin(path: Path) -> None:

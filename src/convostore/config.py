@@ -8,6 +8,7 @@ psycopg 3 for PostgreSQL (sync and async), pysqlite/aiosqlite for SQLite.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=1_048_576, gt=0, validation_alias="CONVOSTORE_MAX_BODY_BYTES"
+    )
+    sqlite_synchronous: Literal["full", "normal", "extra"] = Field(
+        default="full",
+        validation_alias="CONVOSTORE_SQLITE_SYNCHRONOUS",
+        description="SQLite's PRAGMA synchronous in WAL mode: `full` (default) makes every "
+        "acknowledged commit survive power loss and OS crashes; `normal` skips the fsync "
+        "per commit, so the last commits can be lost on power loss (never corrupted).",
     )
     users_table: str | None = Field(
         default=None,

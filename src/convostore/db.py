@@ -2,7 +2,9 @@
 
 SQLite gets, on every connection: foreign keys on (cascades are real), WAL (readers never
 block the writer), a busy timeout (a writer waits for the lock instead of failing with
-"database is locked"; 30 s, or the URL's ``?timeout=SECONDS``), and ``BEGIN IMMEDIATE``
+"database is locked"; 30 s, or the URL's ``?timeout=SECONDS``), ``synchronous = FULL``
+(durable commits; ``CONVOSTORE_SQLITE_SYNCHRONOUS=normal`` trades that away), and
+``BEGIN IMMEDIATE``
 for write transactions, so two writers never both hold a read lock and deadlock on the
 upgrade to a write lock.
 """
@@ -75,6 +77,7 @@ def configure_engine(engine: Engine) -> Engine:
         return engine
     memory = engine.url.database in (None, "", ":memory:")
     busy_ms = _busy_timeout_ms(engine.url)
+    synchronous = get_settings().sqlite_synchronous.upper()
 
     def set_up(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module so "begin" below decides.
@@ -84,7 +87,9 @@ def configure_engine(engine: Engine) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            # FULL: the WAL is fsynced at every commit, so an acknowledged write survives
+            # power loss (NORMAL only at checkpoints); CONVOSTORE_SQLITE_SYNCHRONOUS.
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
         record.info[_CONFIGURED] = True
 
