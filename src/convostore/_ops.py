@@ -130,6 +130,8 @@ def _driver_execute(
     A sequence of parameter dicts runs as ``executemany`` (and returns no rows).
     """
     query = _sql.compiled(stmt, tx.conn.dialect)
+    if _observed(tx.conn):
+        return query, _observed_execute(tx.conn, query, params)
     cursor = tx.conn.connection.cursor()
     try:
         if isinstance(params, dict):
@@ -144,6 +146,32 @@ def _driver_execute(
         ) from exc
     finally:
         cursor.close()
+
+
+def _observed(conn: Connection) -> bool:
+    """Whether anything watches this connection's statements: execution event listeners
+    (OpenTelemetry, a host's hooks) or SQLAlchemy's statement logging (``echo``)."""
+    dispatch = conn.dispatch
+    # Connection._echo is SQLAlchemy's own per-connection "log statements" check.
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn._echo)
+
+
+def _observed_execute(
+    conn: Connection,
+    query: _sql.CompiledStatement,
+    params: dict[str, Any] | Sequence[dict[str, Any]],
+) -> Sequence[Any]:
+    """The same SQL through ``exec_driver_sql``, which fires every execution event and logs
+    the statement: observers see exactly what the fast path would have sent."""
+    if isinstance(params, dict):
+        return conn.exec_driver_sql(query.sql, _driver_params(query.params(params))).fetchall()
+    conn.exec_driver_sql(query.sql, [_driver_params(p) for p in query.params_many(params)])
+    return []
+
+
+def _driver_params(params: Any) -> Any:
+    # Positional (SQLite) parameters come as lists; exec_driver_sql takes tuples for those.
+    return tuple(params) if isinstance(params, list) else params
 
 
 def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,10 +16,12 @@ import select
 import threading
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine, create_engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore.config import get_settings, normalize_url
 from convostore.errors import ConfigurationError, require_extra
@@ -49,14 +51,16 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     """A sync engine for ``url`` (default: ``DATABASE_URL`` or the embedded SQLite file)."""
     parsed = normalize_url(url if url is not None else get_settings().database_url)
     _check_driver(parsed)
-    return configure_engine(create_engine(parsed, **kwargs))
+    # Looked up at call time, so instrumentation that wraps SQLAlchemy's factories after
+    # convostore was imported (OpenTelemetry's SQLAlchemyInstrumentor) still sees engines.
+    return configure_engine(sqlalchemy.create_engine(parsed, **kwargs))
 
 
 def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url``; same drivers and set-up as :func:`make_engine`."""
     parsed = normalize_url(url if url is not None else get_settings().database_url, is_async=True)
     _check_driver(parsed)
-    engine = create_async_engine(parsed, **kwargs)
+    engine = sa_asyncio.create_async_engine(parsed, **kwargs)
     configure_engine(engine.sync_engine)
     return engine
 

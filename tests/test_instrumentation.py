@@ -1,0 +1,143 @@
+"""Every statement convostore sends goes through SQLAlchemy's engine events, so logging
+(``echo=True``) and OpenTelemetry's SQLAlchemy instrumentation see all of them.
+
+On SQLite the driver's own trace callback is the ground truth: everything the sqlite3
+module executes, minus the per-connection PRAGMAs (run at connect time on the raw DBAPI
+connection, as SQLAlchemy's own dialect set-up does) and the COMMIT/ROLLBACK the driver
+issues for ``commit()``/``rollback()`` (SQLAlchemy's ``commit`` events, not statements).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from convostore import AsyncStore, Store
+from tests.conftest import MaybeAsync
+
+TOOL_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+class Seen:
+    """Statements as SQLAlchemy's events and the SQLite driver report them."""
+
+    def __init__(self) -> None:
+        self.events = 0  # execute and executemany calls, one each
+        self.rows = 0  # statements the driver runs: executemany runs one per parameter set
+        self.driver: list[str] = []
+
+    def before_cursor_execute(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        self.events += 1
+        self.rows += len(params) if many else 1
+
+    def connect(self, dbapi_connection: Any, record: Any) -> None:
+        if hasattr(dbapi_connection, "set_trace_callback"):  # sqlite3
+            dbapi_connection.set_trace_callback(self.driver.append)
+
+    def driver_statements(self) -> list[str]:
+        skip = ("PRAGMA", "COMMIT", "ROLLBACK")
+        kept = [s for s in self.driver if not s.lstrip().upper().startswith(skip)]
+        # A statement that fires triggers (or foreign-key cascades) is reported once more
+        # per trigger, with the same text: count it once.
+        return [s for i, s in enumerate(kept) if i == 0 or kept[i - 1] != s]
+
+
+@pytest.fixture
+def seen() -> Iterator[Seen]:
+    """Listen on every engine (class-level), including those a store creates itself."""
+    observed = Seen()
+    event.listen(Engine, "before_cursor_execute", observed.before_cursor_execute)
+    event.listen(Engine, "connect", observed.connect, insert=True)
+    yield observed
+    event.remove(Engine, "before_cursor_execute", observed.before_cursor_execute)
+    event.remove(Engine, "connect", observed.connect)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """OpenTelemetry's auto-instrumentation, as ``opentelemetry-instrument`` installs it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # Its declared range stops below SQLAlchemy 2.1 (no release covers it yet); it works.
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    yield exporter
+    SQLAlchemyInstrumentor().uninstrument()
+
+
+async def _workload(api: MaybeAsync) -> None:
+    conv = await api.create_conversation("alice", messages=[{"role": "user", "content": "hi"}])
+    await api.append_message("alice", conv.id, {"role": "assistant", "content": "hello"})
+    await api.append_messages(
+        "alice",
+        conv.id,
+        [
+            {"role": "assistant", "content": "", "tool_calls": [TOOL_CALL]},
+            {"role": "tool", "content": "42", "tool_call_id": "c1", "key": "k"},
+        ],
+    )
+    await api.append_message(
+        "alice", conv.id, {"role": "tool", "content": "42", "tool_call_id": "c1", "key": "k"}
+    )
+    await api.get_history("alice", conv.id, max_tokens=100)
+    await api.list_messages("alice", conv.id, limit=2)
+    await api.list_conversations("alice")
+    await api.pop_message("alice", conv.id)
+    await api.delete_messages_after("alice", conv.id, 1)
+    await api.update_conversation("alice", conv.id, title="t")
+    await api.delete_conversation("alice", conv.id)
+    await api.delete_user("alice")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_every_statement_is_a_span_and_an_event(
+    db_url: str, flavour: str, seen: Seen, spans: InMemorySpanExporter
+) -> None:
+    # The store (and its engines) are created after instrumentation, as in an app.
+    store = Store(db_url) if flavour == "sync" else AsyncStore(db_url)
+    api = MaybeAsync(store)
+    try:
+        await _workload(api)
+    finally:
+        if isinstance(store, AsyncStore):
+            await store.aclose()
+        else:
+            store.close()
+    statements = [
+        s for s in spans.get_finished_spans() if s.attributes and "db.statement" in s.attributes
+    ]
+    assert seen.events > 12  # every operation sent at least one statement
+    assert len(statements) == seen.events
+    if db_url.startswith("sqlite"):
+        assert len(seen.driver_statements()) == seen.rows, seen.driver_statements()
+
+
+async def test_echo_logs_every_statement(
+    db_url: str, seen: Seen, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store(db_url, echo=True) as store:
+        store.list_conversations("warm-up")  # the dialect's own first-connect queries
+        seen.events = 0
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            await _workload(MaybeAsync(store))
+    # Statement lines only: not parameter lines ("[cached since ...]") nor SQLAlchemy's
+    # notes of a DBAPI-level BEGIN / COMMIT / ROLLBACK (no statement is sent for those).
+    not_statements = ("[", "BEGIN (implicit", "COMMIT", "ROLLBACK")
+    logged = [
+        r for r in caplog.records
+        if r.name.startswith("sqlalchemy.engine") and r.levelno == logging.INFO
+        and not r.getMessage().lstrip().startswith(not_statements)
+    ]  # fmt: skip
+    assert seen.events > 12 and len(logged) == seen.events, [r.getMessage()[:40] for r in logged]
