@@ -287,3 +287,24 @@ def test_a_fresh_async_store_serves_several_event_loops_at_once(db_url: str) -> 
     )
     assert [m.position for m in stored] == list(range(1, 3 * LOOPS + 1))
     asyncio.run(store.aclose())
+
+
+async def test_a_call_cancelled_while_waiting_for_the_first_connect_frees_the_lock(
+    db_url: str,
+) -> None:
+    from convostore import store as store_module
+
+    async with AsyncStore(db_url) as fresh:
+        lock = store_module._FIRST_CONNECT
+        lock.acquire()  # another loop is making its first connection
+        try:
+            waiting = asyncio.ensure_future(fresh.list_conversations("u"))
+            await asyncio.sleep(0)  # one step: the call is now waiting for the lock
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        finally:
+            lock.release()
+        # The cancelled call's thread takes the lock and hands it back: no one is stuck.
+        page = await asyncio.wait_for(fresh.list_conversations("u"), timeout=60)
+        assert page.data == []

@@ -320,7 +320,13 @@ class AsyncStore(_Base):
         lock is awaited in a worker thread, so no loop is blocked while it waits.
         """
         with _translated(may_retry=False):
-            await asyncio.to_thread(_FIRST_CONNECT.acquire)
+            acquiring = asyncio.ensure_future(asyncio.to_thread(_FIRST_CONNECT.acquire))
+            try:
+                await asyncio.shield(acquiring)
+            except asyncio.CancelledError:
+                # The thread still takes the lock: hand it back as soon as it has.
+                acquiring.add_done_callback(lambda _: _FIRST_CONNECT.release())
+                raise
             try:
                 if not self._connected:
                     async with self.engine.connect():
