@@ -32,6 +32,7 @@ from convostore.schemas import (
     MessagePublic,
     Order,
     Page,
+    construct_all,
     construct_trusted,
     validate_cursor,
     validate_id,
@@ -334,7 +335,7 @@ def list_conversations(
     after = _sql.decode_cursor(cursor) if cursor else None
     stmt = _sql.conversations_query(paged=after is not None)
     rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after))
-    data = [construct_trusted(ConversationPublic, r) for r in rows[:limit]]
+    data = construct_all(ConversationPublic, rows[:limit])
     has_more = len(rows) > limit
     last = data[-1] if data else None
     next_cursor = _sql.encode_cursor(last.updated_at, last.id) if has_more and last else None
@@ -483,7 +484,7 @@ def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[M
     if not rows:
         # An empty answer is ambiguous: an empty page, or not this user's conversation.
         _require_conversation(tx, user_id, conversation_id)
-    return [construct_trusted(MessagePublic, r) for r in rows]
+    return construct_all(MessagePublic, rows)
 
 
 @operation(Mode.READ)

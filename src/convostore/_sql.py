@@ -532,14 +532,21 @@ class CompiledStatement:
     def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""
         fields, converters = self.fields, self.converters
-        out = []
-        for row in rows:
-            record = dict(zip(fields, row, strict=True))
-            for index, name, convert in converters:
-                value = row[index]
-                if value is not None:
+        # zip without strict: fields and columns come from the same statement.
+        if len(converters) == 1:  # the usual case (a timestamp): no inner loop per row
+            [(index, name, convert)] = converters
+            out = []
+            for row in rows:
+                record = dict(zip(fields, row, strict=False))
+                if (value := row[index]) is not None:
                     record[name] = convert(value)
-            out.append(record)
+                out.append(record)
+            return out
+        out = [dict(zip(fields, row, strict=False)) for row in rows]
+        for record, row in zip(out, rows, strict=False):
+            for index, name, convert in converters:
+                if (value := row[index]) is not None:
+                    record[name] = convert(value)
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -395,6 +395,11 @@ def validate_metadata(value: Any, field: str = "metadata") -> dict[str, Any] | N
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+# BaseModel's instance slots, set through their descriptors: the cheapest way to fill them.
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+_SET_DICT = object.__setattr__
 
 
 def construct_trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
@@ -404,13 +409,23 @@ def construct_trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
     per-field default handling: reading a 1,000-message conversation spends most of its
     Python time building these objects, and this is ~10x cheaper.
     """
-    obj = cls.__new__(cls)
+    return construct_all(cls, (values,))[0]
+
+
+def construct_all(cls: type[_Model], records: Iterable[dict[str, Any]]) -> list[_Model]:
+    """:func:`construct_trusted` for many records (one loop, no call per row)."""
     fields_set = _FIELDS_SET.get(cls)
     if fields_set is None:
         fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
-    # Shared on purpose: every field is set, so pydantic never has anything to add to it.
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
+    new, set_dict, set_fields = cls.__new__, _SET_DICT, _SET_FIELDS_SET
+    set_extra, set_private = _SET_EXTRA, _SET_PRIVATE
+    out = []
+    for values in records:
+        obj = new(cls)
+        set_dict(obj, "__dict__", values)
+        # Shared on purpose: every field is set, so pydantic never has anything to add.
+        set_fields(obj, fields_set)
+        set_extra(obj, None)
+        set_private(obj, None)
+        out.append(obj)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,50 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    # Every message written and read converts one timestamp. The two methods below give
+    # the same values as process_bind_param / process_result_value followed by the
+    # driver-level DateTime processing, in one call per value and without
+    # datetime.replace() (about 1 us each, more than the rest of a row's conversion).
+    # On SQLite they reproduce the DATETIME text format exactly, so rows written by plain
+    # SQLAlchemy and by convostore compare and sort alike (tested in tests/test_types.py).
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        if dialect.name != "sqlite":
+            return lambda value: None if value is None else as_utc(value)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            # "YYYY-MM-DD HH:MM:SS.ffffff", SQLAlchemy's SQLite format, with the +00:00 cut.
+            return as_utc(value).isoformat(" ", "microseconds")[:26]
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        if dialect.name != "sqlite":  # psycopg: aware datetimes in the session's time zone
+            return lambda value: value if value is None or value.tzinfo is UTC else as_utc(value)
+        parse = DateTime().dialect_impl(dialect).result_processor(dialect, coltype)
+        assert parse is not None
+        fromisoformat = datetime.fromisoformat
+
+        def from_text(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return fromisoformat(value + "+00:00")  # tzinfo is the UTC singleton
+            except ValueError:  # a text this format does not cover: SQLAlchemy's parser
+                parsed = parse(value)
+                return None if parsed is None else as_utc(parsed)
+
+        return from_text
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive values are taken to be UTC already)."""
+    if value.tzinfo is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
