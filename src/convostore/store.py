@@ -9,8 +9,8 @@
         history = store.get_history("alice", conv.id, max_tokens=4000)
 
 Both classes expose the same methods, generated from the single implementation in
-:mod:`convostore._ops`; ``AsyncStore`` runs it on psycopg's async driver through
-``AsyncConnection.run_sync`` on PostgreSQL, and in a worker thread on SQLite. Every
+:mod:`convostore._ops`; ``AsyncStore`` runs it on psycopg's async driver inside
+SQLAlchemy's greenlet bridge on PostgreSQL, and in a worker thread on SQLite. Every
 method takes the ``user_id`` first: all reads and writes are scoped to it, and another
 user's conversation raises the same ``NotFoundError`` as a missing one.
 """
@@ -21,14 +21,18 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+# SQLAlchemy's asyncio bridge (what AsyncConnection.run_sync runs on), used directly so
+# that one call costs one greenlet.
+from sqlalchemy.util import greenlet_spawn
 
 from convostore import _ops
 from convostore._ops import MODES, Mode, StoreConfig, Tx
@@ -67,25 +71,22 @@ def _is_key_race(exc: sa_exc.IntegrityError) -> bool:
     return _KEY_INDEX in text or "messages.client_key" in text
 
 
-@contextmanager
-def _translated(*, may_retry: bool) -> Iterator[None]:
-    """Translate driver errors into convostore's exceptions (one place for all of them)."""
-    try:
-        yield
-    except sa_exc.IntegrityError as exc:
+def _translated(exc: sa_exc.DBAPIError, *, may_retry: bool) -> Exception:
+    """The convostore exception for a driver error (one place for all of them); ``exc``
+    itself when it is not ours to translate."""
+    if isinstance(exc, sa_exc.IntegrityError):
         if may_retry and _is_key_race(exc):
-            raise _Retry from exc
-        raise ConflictError(
+            return _Retry()
+        return ConflictError(
             "the change conflicts with stored data", constraint=_constraint_of(exc)
-        ) from exc
-    except sa_exc.DataError as exc:
-        raise ValidationError("body", f"rejected by the database: {exc.orig}") from exc
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        if not _is_unavailable(exc):
-            raise
+        )
+    if isinstance(exc, sa_exc.DataError):
+        return ValidationError("body", f"rejected by the database: {exc.orig}")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and _is_unavailable(exc):
         # The driver's text names hosts and ports: it goes to the log, not to API clients.
         log.warning("database unavailable: %s", exc.orig)
-        raise UnavailableError("the database is unavailable; retry later") from exc
+        return UnavailableError("the database is unavailable; retry later")
+    return exc
 
 
 def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:
@@ -101,6 +102,7 @@ def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:
 
 
 _FIRST_CONNECT = threading.Lock()
+_NO_LOCK = nullcontext()
 
 
 class _Retry(Exception):
@@ -123,7 +125,7 @@ def _copy_metadata(method: Callable[..., Any], op: Callable[..., Any]) -> None:
 
 def _sync(op: Callable[Concatenate[Tx, P], R]) -> Callable[Concatenate[Store, P], R]:
     def method(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._call(op, *args, **kwargs)
+        return self._runner.call(op, *args, **kwargs)
 
     _copy_metadata(method, op)
     return method
@@ -139,18 +141,78 @@ def _async(
     return method
 
 
-E = TypeVar("E", Engine, AsyncEngine)
+class _Runner:
+    """Runs operations on a sync engine: the connection or transaction each one's mode
+    needs, driver errors translated, keyed appends that lost a race retried.
 
+    ``Store`` calls it directly and ``AsyncStore`` inside one greenlet per call (the
+    bridge SQLAlchemy's asyncio engines run on), so both stores share this one path.
+    """
 
-def _variants(engine: E, pg: bool) -> tuple[E, E]:
-    """The engine for single statements (autocommit) and for write transactions."""
-    # SQLite needs no switch: without a BEGIN its connections are in autocommit mode.
-    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
-    return autocommit, engine.execution_options(**{WRITE_OPTION: True})
+    def __init__(
+        self, engine: Engine, config: StoreConfig, write_lock: AbstractContextManager[Any] | None
+    ) -> None:
+        pg = engine.dialect.name == "postgresql"
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._pg, self._config = pg, config
+        self._write_lock = write_lock or _NO_LOCK
+        # Reads are single statements; on PostgreSQL so is every STATEMENT-mode write, and
+        # one statement is atomic by itself: autocommit saves the BEGIN/COMMIT round trips.
+        # (SQLite needs no switch: without a BEGIN its connections are in autocommit mode.)
+        self._transactional = {
+            name: not (mode is Mode.READ or (pg and mode is Mode.STATEMENT))
+            for name, mode in MODES.items()
+        }
+
+    def call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        transactional = self._transactional[op.__name__]
+        for attempt in range(_ATTEMPTS):
+            try:
+                if transactional:
+                    with self._write_lock, self._writer.begin() as conn:
+                        return op(Tx(conn, self._pg, self._config), *args, **kwargs)
+                with self._engine.connect() as conn:
+                    if self._pg:
+                        return self._autocommit(conn, op, *args, **kwargs)
+                    return op(Tx(conn, False, self._config), *args, **kwargs)
+            except sa_exc.DBAPIError as exc:
+                translated = _translated(exc, may_retry=attempt < _ATTEMPTS - 1)
+                if isinstance(translated, _Retry):
+                    continue
+                if translated is exc:
+                    raise
+                raise translated from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _autocommit(
+        self, conn: Connection, op: Callable[Concatenate[Tx, P], R], /, *a: P.args, **kw: P.kwargs
+    ) -> R:
+        """Run ``op`` with the driver in autocommit mode, for this call only.
+
+        Set on the DB-API connection: ``isolation_level="AUTOCOMMIT"`` does the same with
+        five driver calls per checkout and return (each an await on the async driver),
+        the dominant fixed cost of a short read. The previous mode is restored before the
+        connection goes back to the pool; if that fails, the connection is discarded, so
+        the pool never hands out a connection in the wrong mode.
+        """
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        previous = dbapi.autocommit
+        if not previous:
+            dbapi.autocommit = True
+        try:
+            return op(Tx(conn, True, self._config), *a, **kw)
+        finally:
+            if not previous:
+                try:
+                    dbapi.autocommit = False
+                except Exception:  # a broken connection: never back into the pool
+                    conn.invalidate()
 
 
 class _Base:
-    """Configuration and transaction planning shared by both stores (no I/O here)."""
+    """Configuration shared by both stores (no I/O here)."""
 
     def __init__(
         self,
@@ -167,13 +229,6 @@ class _Base:
             auto_title=auto_title,
             token_counter=token_counter or approximate_tokens,
         )
-
-    def _in_transaction(self, op: Callable[..., Any]) -> bool:
-        """Whether ``op`` needs a (write) transaction on this dialect."""
-        mode = MODES[op.__name__]
-        # Reads are single statements; on PostgreSQL so is every STATEMENT-mode write, and
-        # one statement is atomic by itself: autocommit saves the BEGIN/COMMIT round trips.
-        return not (mode is Mode.READ or (self._pg and mode is Mode.STATEMENT))
 
 
 class Store(_Base):
@@ -198,29 +253,7 @@ class Store(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        self._autocommit, self._writer = _variants(self.engine, self._pg)
-        self._write_lock = sqlite_write_lock(self.engine)
-
-    @contextmanager
-    def _connect(self, op: Callable[..., Any]) -> Iterator[Connection]:
-        if not self._in_transaction(op):
-            with self._autocommit.connect() as conn:
-                yield conn
-        elif self._write_lock is not None:
-            with self._write_lock, self._writer.begin() as conn:
-                yield conn
-        else:
-            with self._writer.begin() as conn:
-                yield conn
-
-    def _call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(_ATTEMPTS):
-            try:
-                with _translated(may_retry=attempt < _ATTEMPTS - 1), self._connect(op) as conn:
-                    return op(Tx(conn, self._pg, self.config), *args, **kwargs)
-            except _Retry:
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._runner = _Runner(self.engine, self.config, sqlite_write_lock(self.engine))
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
@@ -258,15 +291,6 @@ class Store(_Base):
     delete_messages_after = _sync(_ops.delete_messages_after)
 
 
-async def _run(
-    conn: AsyncConnection, op: Callable[..., R], tx_args: tuple[Any, ...], *a: Any, **kw: Any
-) -> R:
-    def invoke(sync_conn: Connection) -> R:
-        return op(Tx(sync_conn, *tx_args), *a, **kw)
-
-    return await conn.run_sync(invoke)
-
-
 class AsyncStore(_Base):
     """The asyncio store: the same methods as :class:`Store`, awaited."""
 
@@ -290,7 +314,6 @@ class AsyncStore(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
         )
-        self._autocommit, self._writer = _variants(self.engine, self._pg)
         self._connected = False
         # SQLite has no network to wait on: aiosqlite would hop to its thread for every
         # statement, fetch and commit. Running the sync implementation in a worker thread
@@ -305,11 +328,10 @@ class AsyncStore(_Base):
                 token_counter=token_counter,
                 **engine_kwargs,
             )
-
-    def _connect(self, op: Callable[..., Any]) -> AbstractAsyncContextManager[AsyncConnection]:
-        if not self._in_transaction(op):
-            return self._autocommit.connect()
-        return self._writer.begin()
+        # Everything else runs the sync path on the async engine's sync facade, in one
+        # greenlet per call. No in-process SQLite write lock there: a thread lock held
+        # across an await would block the whole event loop.
+        self._runner = _Runner(self.engine.sync_engine, self.config, None)
 
     async def _first_connect(self) -> None:
         """Make the engine's first connection under a lock that every event loop shares.
@@ -319,38 +341,37 @@ class AsyncStore(_Base):
         this store would fail ("bound to a different event loop") or hang. The threading
         lock is awaited in a worker thread, so no loop is blocked while it waits.
         """
-        with _translated(may_retry=False):
-            acquiring = asyncio.ensure_future(asyncio.to_thread(_FIRST_CONNECT.acquire))
-            try:
-                await asyncio.shield(acquiring)
-            except asyncio.CancelledError:
-                # The thread still takes the lock: hand it back as soon as it has.
-                acquiring.add_done_callback(lambda _: _FIRST_CONNECT.release())
+        acquiring = asyncio.ensure_future(asyncio.to_thread(_FIRST_CONNECT.acquire))
+        try:
+            await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            # The thread still takes the lock: hand it back as soon as it has.
+            acquiring.add_done_callback(lambda _: _FIRST_CONNECT.release())
+            raise
+        try:
+            if not self._connected:
+                async with self.engine.connect():
+                    pass
+                self._connected = True
+        except sa_exc.DBAPIError as exc:
+            translated = _translated(exc, may_retry=False)
+            if translated is exc:
                 raise
-            try:
-                if not self._connected:
-                    async with self.engine.connect():
-                        pass
-                    self._connected = True
-            finally:
-                _FIRST_CONNECT.release()
+            raise translated from exc
+        finally:
+            _FIRST_CONNECT.release()
 
     async def _call(
         self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         threaded = self._threaded
         if threaded is not None:
-            return await asyncio.to_thread(lambda: threaded._call(op, *args, **kwargs))
+            return await asyncio.to_thread(lambda: threaded._runner.call(op, *args, **kwargs))
         if not self._connected:
             await self._first_connect()
-        for attempt in range(_ATTEMPTS):
-            try:
-                with _translated(may_retry=attempt < _ATTEMPTS - 1):
-                    async with self._connect(op) as conn:
-                        return await _run(conn, op, (self._pg, self.config), *args, **kwargs)
-            except _Retry:
-                continue
-        raise AssertionError("unreachable")  # pragma: no cover
+        # One greenlet for the whole call (checkout, statements, return to the pool), where
+        # AsyncConnection would spawn one for each of the three.
+        return await greenlet_spawn(lambda: self._runner.call(op, *args, **kwargs))
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
@@ -361,7 +382,7 @@ class AsyncStore(_Base):
 
         if not self._connected:
             await self._first_connect()
-        async with self._writer.begin() as conn:
+        async with self.engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
             await conn.run_sync(upgrade_connection, revision)
 
     async def aclose(self) -> None:
