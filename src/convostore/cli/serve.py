@@ -73,12 +73,9 @@ def serve(
         typer.echo("Mint a token (uses JWT_SECRET_KEY):")
     typer.echo(f"  TOKEN=$(convostore token --user {DEV_USER})")
     typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/conversations')
-    from convostore.server.http import NoDelayHTTPProtocol
-
     uvicorn.run(
         "convostore.server.app:create_app",
         factory=True,
-        http=NoDelayHTTPProtocol,  # keep-alive latency with --workers N (see its docstring)
         host=host,
         port=port,
         workers=None if reload else workers,
