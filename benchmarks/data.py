@@ -10,6 +10,7 @@ learn them.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,28 @@ def role_of(i: int) -> str:
 def messages_of(tag: str, start: int, stop: int) -> list[tuple[str, str]]:
     """``(role, content)`` for messages ``start..stop-1`` of conversation ``tag``."""
     return [(role_of(i), text_of(tag, i)) for i in range(start, stop)]
+
+
+def chat_turn(i: int) -> tuple[str, str, list[dict[str, Any]] | None, str | None]:
+    """Message ``i`` of the W7 conversation: user, a tool call, its result, the answer.
+
+    ``(role, content, tool_calls, tool_call_id)``; every fourth message is a tool result
+    answering the call right before it, as an agent loop stores them.
+    """
+    text = text_of("h", i)
+    kind = i % 4
+    if kind == 1:
+        return ("user", text, None, None)
+    if kind == 2:
+        call = {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": json.dumps({"query": text[:40]})},
+        }
+        return ("assistant", "", [call], None)
+    if kind == 3:
+        return ("tool", text, None, f"call_{i - 1}")
+    return ("assistant", text, None, None)
 
 
 def sqlite_ts(moment: datetime) -> str:
@@ -207,6 +230,27 @@ class Loader:
             (stop - 1, last if self.pg else sqlite_ts(last), conversation_id),
         )
 
+    def add_chat(self, conversation_id: int, user_id: str, n: int) -> None:
+        """Messages 1..n of :func:`chat_turn` (tool calls and results), and the counter."""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(1, n + 1):
+            role, content, calls, call_id = chat_turn(i)
+            calls_json = json.dumps(calls) if calls is not None else None
+            rows.append(
+                (conversation_id, user_id, i, role, content, calls_json, call_id, self.tick())
+            )
+        cols = (
+            "conversation_id, user_id, position, role, content, tool_calls, tool_call_id,"
+            " created_at"
+        )
+        self._load("messages", cols, rows, ts_columns=(7,))
+        last = self.tick()
+        p = "%s" if self.pg else "?"
+        self.conn.execute(
+            f"UPDATE conversations SET message_count = {p}, updated_at = {p} WHERE id = {p}",
+            (n, last if self.pg else sqlite_ts(last), conversation_id),
+        )
+
     def analyze(self) -> None:
         """Fresh planner statistics, as a production database would have."""
         self.conn.execute("ANALYZE")
@@ -260,6 +304,8 @@ class ReadSet:
     n_tail: int
     lister: str
     n_list: int
+    conv_history: int = 0
+    n_history: int = 0
 
     def expected_all(self) -> list[str]:
         return [text_of(f"c{self.conv_read}", i) for i in range(1, self.n_read + 1)]
@@ -282,6 +328,7 @@ def build_read_set(
     noise_messages: int = 1000,
     n_list: int = 2000,
     other_users: int = 10,
+    n_history: int = 1000,
 ) -> ReadSet:
     """Load W3/W4/W5 data: other conversations' messages are written after the tail one,
     and the listed user's conversations are interleaved in time with other users'."""
@@ -295,6 +342,8 @@ def build_read_set(
         )
         load.add_messages(conv_read, reader, f"c{conv_read}", 1, n_read + 1)
         load.add_messages(conv_tail, reader, f"c{conv_tail}", 1, n_tail + 1)
+        (conv_history,) = load.add_conversations([(reader, "history", load.tick())])
+        load.add_chat(conv_history, reader, n_history)
         noise = load.add_conversations(
             ("bench-noise", "noise", load.tick()) for _ in range(noise_conversations)
         )
@@ -309,4 +358,6 @@ def build_read_set(
         load.analyze()
     finally:
         load.close()
-    return ReadSet(reader, conv_read, conv_tail, n_read, n_tail, lister, n_list)
+    return ReadSet(
+        reader, conv_read, conv_tail, n_read, n_tail, lister, n_list, conv_history, n_history
+    )

@@ -16,12 +16,14 @@ from benchmarks import report
 from benchmarks.data import PG_SERVER_URL, Backend, create_database, drop_database
 from benchmarks.subjects import Subject, subjects_for
 from benchmarks.workloads import (
+    WORKLOADS,
     Measurement,
     Plan,
     read_workloads,
     w1_append_one,
     w2_append_batch,
     w6_concurrent,
+    w8_concurrent_many,
 )
 
 Log = Callable[[str], None]
@@ -57,21 +59,22 @@ async def run_backend(
                 notes.append(note)
                 log(note)
         try:
-            want = only or frozenset({"W1", "W2", "W3", "W4", "W5", "W6"})
+            want = only or frozenset(WORKLOADS)
             for name, runner in (("W1", w1_append_one), ("W2", w2_append_batch)):
                 if name in want:
                     log(f"{backend}: {name}")
                     eligible = [s for s in opened if name in s.supports]
                     measurements.extend((await runner(eligible, plan, backend)).values())
-            if want & {"W3", "W4", "W5"}:
-                log(f"{backend}: W3, W4, W5 (seeding the alternatives' own tables first)")
+            if want & {"W3", "W4", "W5", "W7"}:
+                log(f"{backend}: W3, W4, W5, W7 (seeding the alternatives' own tables first)")
                 reads = await read_workloads(opened, rs, plan, backend)
                 for workload, res in reads.items():
                     if workload in want:
                         measurements.extend(res.values())
-            if "W6" in want:
-                log(f"{backend}: W6")
-                measurements.extend((await w6_concurrent(opened, plan, backend)).values())
+            for name, runner in (("W6", w6_concurrent), ("W8", w8_concurrent_many)):
+                if name in want:
+                    log(f"{backend}: {name}")
+                    measurements.extend((await runner(opened, plan, backend)).values())
         finally:
             for s in opened:
                 await s.close()

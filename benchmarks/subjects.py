@@ -8,6 +8,7 @@ strings by ``texts``/``titles`` *after* it stops, for the correctness checks.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,11 +20,14 @@ import psycopg
 
 from benchmarks.data import Database, sqlite_connect, sqlite_ts
 from convostore import AsyncStore, Store
+from convostore.history import approximate_tokens
 
 Msg = tuple[str, str]  # (role, content)
 Writer = Callable[[str, Any, Any], Any]
 
-ALL_WORKLOADS = frozenset({"W1", "W2", "W3", "W4", "W5", "W6"})
+ALL_WORKLOADS = frozenset({"W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"})
+#: W7: the history window's token budget (on 1,000 messages of ~55 tokens: ~70 of them).
+HISTORY_TOKENS = 4000
 
 
 class Subject:
@@ -67,6 +71,10 @@ class Subject:
         raise NotImplementedError
 
     def list_recent(self, user_id: str, n: int) -> Any:
+        raise NotImplementedError
+
+    def history(self, user_id: str, conv: Any, max_tokens: int) -> Any:
+        """The model-ready window (chat dicts, oldest first) within ``max_tokens``."""
         raise NotImplementedError
 
     def texts(self, result: Any) -> list[str]:
@@ -117,6 +125,9 @@ class ConvoSync(Subject):
     def list_recent(self, user_id: str, n: int) -> Any:
         return self.store.list_conversations(user_id, limit=n)
 
+    def history(self, user_id: str, conv: Any, max_tokens: int) -> Any:
+        return self.store.get_history(user_id, conv, max_tokens=max_tokens)
+
 
 class ConvoAsync(Subject):
     name = "convostore-async"
@@ -146,6 +157,9 @@ class ConvoAsync(Subject):
 
     def list_recent(self, user_id: str, n: int) -> Any:
         return self.store.list_conversations(user_id, limit=n)
+
+    def history(self, user_id: str, conv: Any, max_tokens: int) -> Any:
+        return self.store.get_history(user_id, conv, max_tokens=max_tokens)
 
 
 # ------------------------------------------------------------------------ raw drivers
@@ -185,6 +199,13 @@ SELECT_LAST = (
     f"SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = {{p}} AND user_id = {{p}} "
     "ORDER BY position DESC LIMIT {p}"
 )
+# W7, a page at a time, newest first: only what the chat format needs.
+SELECT_HISTORY = (
+    "SELECT role, content, tool_calls, tool_call_id, position FROM messages"
+    " WHERE conversation_id = {p} AND user_id = {p} AND position < {p}"
+    " ORDER BY position DESC LIMIT {p}"
+)
+HISTORY_PAGE = 200
 # n + 1 rows, as any keyset pager fetches to know whether there is a next page.
 SELECT_RECENT = (
     f"SELECT {CONVERSATION_COLS} FROM conversations WHERE user_id = {{p}} "
@@ -199,6 +220,7 @@ class RawDriver(Subject):
     select_all: str
     select_last: str
     select_recent: str
+    select_history: str
 
     def read_all(self, user_id: str, conv: Any) -> Any:
         return self.conn.execute(self.select_all, (conv, user_id)).fetchall()
@@ -210,6 +232,35 @@ class RawDriver(Subject):
 
     def list_recent(self, user_id: str, n: int) -> Any:
         return self.conn.execute(self.select_recent, (user_id, n + 1)).fetchall()[:n]
+
+    def history(self, user_id: str, conv: Any, max_tokens: int) -> Any:
+        """What a hand-written chat endpoint does: pages newest first, a tool result joins
+        the call stored before it, whole units are taken until the budget is spent."""
+        units: list[list[dict[str, Any]]] = []
+        tokens, results, before = 0, [], 2**31 - 1
+        while True:
+            page = self.conn.execute(
+                self.select_history, (conv, user_id, before, HISTORY_PAGE)
+            ).fetchall()
+            for role, content, calls, call_id, _ in page:
+                if role == "tool":
+                    results.append({"role": "tool", "content": content, "tool_call_id": call_id})
+                    continue
+                if calls:
+                    calls = json.loads(calls) if isinstance(calls, str) else calls
+                    call = {"role": "assistant", "content": content or None, "tool_calls": calls}
+                    unit = [call, *reversed(results)]
+                else:
+                    unit = [{"role": role, "content": content}]
+                results = []
+                cost = sum(approximate_tokens(m) for m in unit)
+                if tokens + cost > max_tokens:
+                    return [m for u in reversed(units) for m in u]
+                tokens += cost
+                units.append(unit)
+            if len(page) < HISTORY_PAGE:
+                return [m for u in reversed(units) for m in u]
+            before = page[-1][4]
 
     def texts(self, result: Any) -> list[str]:
         return [row[5] for row in result]
@@ -227,6 +278,7 @@ class RawPostgres(RawDriver):
     select_all = SELECT_ALL.format(p="%s")
     select_last = SELECT_LAST.format(p="%s")
     select_recent = SELECT_RECENT.format(p="%s")
+    select_history = SELECT_HISTORY.format(p="%s")
 
     async def open(self) -> None:
         self.conn = psycopg.connect(self.db.libpq_url, autocommit=True)
@@ -318,6 +370,7 @@ class RawSqlite(RawDriver):
     select_all = SELECT_ALL.format(p="?")
     select_last = SELECT_LAST.format(p="?")
     select_recent = SELECT_RECENT.format(p="?")
+    select_history = SELECT_HISTORY.format(p="?")
 
     async def open(self) -> None:
         assert self.db.path is not None

@@ -21,7 +21,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from benchmarks.data import Database, ReadSet, build_read_set, messages_of, text_of
-from benchmarks.subjects import Subject
+from benchmarks.subjects import HISTORY_TOKENS, Subject
 
 WORKLOADS: dict[str, str] = {
     "W1": "append one message",
@@ -30,6 +30,8 @@ WORKLOADS: dict[str, str] = {
     "W4": "read the last n",
     "W5": "list recent conversations",
     "W6": "concurrent appends",
+    "W7": "the model's history window",
+    "W8": "concurrent appends, one conversation each",
 }
 
 
@@ -56,6 +58,7 @@ class Plan:
     w6_writers: int = 8
     w6_per_writer: int = 100
     w6_reps: int = 7
+    w7_reps: int = 300
     noise_conversations: int = 20
     noise_messages: int = 1000
     rounds: int = 10
@@ -72,6 +75,7 @@ class Plan:
             w4_reps=100,
             w5_reps=100,
             w6_reps=2,
+            w7_reps=60,
             noise_conversations=5,
             rounds=5,
             warmup=10,
@@ -97,6 +101,7 @@ class Plan:
             w6_writers=3,
             w6_per_writer=5,
             w6_reps=1,
+            w7_reps=2,
             noise_conversations=2,
             noise_messages=5,
             rounds=2,
@@ -113,6 +118,7 @@ class Plan:
             noise_messages=self.noise_messages,
             n_list=self.w5_conversations,
             other_users=self.w5_other_users,
+            n_history=self.w3_messages,
         )
 
 
@@ -342,6 +348,28 @@ def check_titles(s: Subject, expected: list[str], what: str, result: Any) -> Non
     expect(s.titles(result), expected, what)
 
 
+def check_equal(expected: Any, what: str, result: Any) -> None:
+    """A read returned exactly ``expected`` (W7: the same chat dicts, in order)."""
+    expect(list(result), expected, what)
+
+
+async def _expected_window(subjects: list[Subject], rs: ReadSet) -> list[Any] | None:
+    """W7's answer, from the raw baseline: the chat dicts a hand-written endpoint builds.
+
+    It must be a real window: non-empty, ending with the conversation's last message,
+    holding tool calls with their results.
+    """
+    raw = next((s for s in subjects if s.name.startswith("raw")), None)
+    if raw is None or not rs.n_history:
+        return None
+    window = list(await _call(raw, lambda: raw.history(rs.reader, rs.conv_history, HISTORY_TOKENS)))
+    if not window or window[-1]["content"] != text_of("h", rs.n_history):
+        raise CheckError("W7: the raw baseline's window does not end on the last message")
+    if len(window) >= 4 and not any("tool_calls" in m for m in window):
+        raise CheckError("W7: the raw baseline's window holds no tool call")
+    return window
+
+
 def _no_check(result: Any) -> None:
     """Writes are checked by reading them back after the workload."""
 
@@ -381,6 +409,7 @@ async def read_workloads(
     every = rs.expected_all()
     tail = rs.expected_tail(plan.w4_tail)
     top = rs.expected_top(plan.w5_page)
+    window = await _expected_window(subjects, rs)
 
     def ops_for(workload: str) -> dict[str, tuple[Op, Check]]:
         ops: dict[str, tuple[Op, Check]] = {}
@@ -392,6 +421,13 @@ async def read_workloads(
                 ops[s.name] = (
                     partial(s.read_all, rs.reader, h["read"]),
                     partial(check_texts, s, every, "W3"),
+                )
+            elif workload == "W7":
+                if not s.shares_schema or window is None:
+                    continue
+                ops[s.name] = (
+                    partial(s.history, rs.reader, rs.conv_history, HISTORY_TOKENS),
+                    partial(check_equal, window, "W7"),
                 )
             elif workload == "W4":
                 ops[s.name] = (
@@ -405,9 +441,9 @@ async def read_workloads(
                 )
         return ops
 
-    reps = {"W3": plan.w3_reps, "W4": plan.w4_reps, "W5": plan.w5_reps}
+    reps = {"W3": plan.w3_reps, "W4": plan.w4_reps, "W5": plan.w5_reps, "W7": plan.w7_reps}
     out: dict[str, dict[str, Measurement]] = {}
-    for seed, workload in enumerate(("W3", "W4", "W5"), start=3):
+    for seed, workload in enumerate(("W3", "W4", "W5", "W7"), start=3):
         ops = ops_for(workload)
         runnable = [s for s in subjects if s.name in ops]
         res = await interleaved(
@@ -456,8 +492,43 @@ async def w6_concurrent(
     return out
 
 
-async def _w6_once(s: Subject, user: str, k: int, per: int, tag: str) -> int:
-    conv = await _call(s, lambda: s.create_conversation(user, "w6"))
+async def w8_concurrent_many(
+    subjects: list[Subject], plan: Plan, backend: str
+) -> dict[str, Measurement]:
+    """W8: ``w6_writers`` concurrent writers x ``w6_per_writer`` appends, each writer into
+    its own conversation (the common case); the time of the whole run."""
+    user = "bench-w8"
+    k, per = plan.w6_writers, plan.w6_per_writer
+    out: dict[str, Measurement] = {}
+    runnable = [s for s in subjects if "W8" in s.supports]
+    for s in runnable:
+        out[s.name] = Measurement("W8", backend, s.name, items=k * per, note=s.note)
+    order = list(runnable)
+    rng = random.Random(8)
+    for rep in range(plan.w6_reps + 1):  # the first repetition is a warm-up
+        rng.shuffle(order)
+        for s in order:
+            m = out[s.name]
+            if m.error is not None:
+                continue
+            try:
+                elapsed = await _w6_once(s, user, k, per, f"r{rep}", shared=False)
+            except Exception as exc:
+                m.error = _describe(exc)
+                continue
+            if rep:
+                m.samples_ns.append(elapsed)
+    return out
+
+
+async def _w6_once(
+    s: Subject, user: str, k: int, per: int, tag: str, *, shared: bool = True
+) -> int:
+    """One timed run of ``k`` writers: into one conversation (W6) or one each (W8)."""
+    if shared:
+        convs = [await _call(s, lambda: s.create_conversation(user, "w6"))] * k
+    else:
+        convs = [await _call(s, lambda: s.create_conversation(user, "w8")) for _ in range(k)]
     inputs = [
         [s.prepare_one("user", text_of(f"{tag}w{j}", i)) for i in range(1, per + 1)]
         for j in range(k)
@@ -466,13 +537,19 @@ async def _w6_once(s: Subject, user: str, k: int, per: int, tag: str) -> int:
     try:
         _settle_gc()
         if s.is_async:
-            elapsed = await _run_tasks(writers, user, conv, inputs)
+            elapsed = await _run_tasks(writers, user, convs, inputs)
         else:
-            elapsed = _run_threads(writers, user, conv, inputs)
+            elapsed = _run_threads(writers, user, convs, inputs)
     finally:
         gc.unfreeze()
         s.release_writers()
+    if not shared:
+        for j, conv in enumerate(convs):
+            expected = [text_of(f"{tag}w{j}", i) for i in range(1, per + 1)]
+            await verify_written(s, user, conv, expected)
+        return elapsed
     # Nothing lost, nothing duplicated, every writer's messages in its own order.
+    conv = convs[0]
     stored = s.texts(await _call(s, lambda: s.read_all(user, conv)))
     if len(stored) != k * per or len(set(stored)) != k * per:
         raise CheckError(
@@ -486,21 +563,25 @@ async def _w6_once(s: Subject, user: str, k: int, per: int, tag: str) -> int:
     return elapsed
 
 
-async def _run_tasks(writers: list[Any], user: str, conv: Any, inputs: list[list[Any]]) -> int:
-    async def worker(write: Callable[..., Awaitable[Any]], items: list[Any]) -> None:
+async def _run_tasks(
+    writers: list[Any], user: str, convs: list[Any], inputs: list[list[Any]]
+) -> int:
+    async def worker(write: Callable[..., Awaitable[Any]], conv: Any, items: list[Any]) -> None:
         for item in items:
             await write(user, conv, item)
 
     start = perf_counter_ns()
-    await asyncio.gather(*(worker(w, items) for w, items in zip(writers, inputs, strict=True)))
+    await asyncio.gather(
+        *(worker(w, c, items) for w, c, items in zip(writers, convs, inputs, strict=True))
+    )
     return perf_counter_ns() - start
 
 
-def _run_threads(writers: list[Any], user: str, conv: Any, inputs: list[list[Any]]) -> int:
+def _run_threads(writers: list[Any], user: str, convs: list[Any], inputs: list[list[Any]]) -> int:
     barrier = threading.Barrier(len(writers) + 1)
     failures: list[BaseException] = []
 
-    def worker(write: Callable[..., Any], items: list[Any]) -> None:
+    def worker(write: Callable[..., Any], conv: Any, items: list[Any]) -> None:
         barrier.wait()
         try:
             for item in items:
@@ -509,8 +590,8 @@ def _run_threads(writers: list[Any], user: str, conv: Any, inputs: list[list[Any
             failures.append(exc)
 
     threads = [
-        threading.Thread(target=worker, args=(w, items))
-        for w, items in zip(writers, inputs, strict=True)
+        threading.Thread(target=worker, args=(w, c, items))
+        for w, c, items in zip(writers, convs, inputs, strict=True)
     ]
     for t in threads:
         t.start()

@@ -23,6 +23,7 @@ from benchmarks.workloads import (
     w1_append_one,
     w2_append_batch,
     w6_concurrent,
+    w8_concurrent_many,
 )
 from rich.console import Console
 
@@ -63,6 +64,7 @@ async def test_every_workload_runs_and_checks_pass(bench_db: Database) -> None:
         w2 = await w2_append_batch(subjects, PLAN, bench_db.backend)
         reads = await read_workloads(subjects, rs, PLAN, bench_db.backend)
         w6 = await w6_concurrent(subjects, PLAN, bench_db.backend)
+        w8 = await w8_concurrent_many(subjects, PLAN, bench_db.backend)
     finally:
         await _close(subjects)
     names = {s.name for s in subjects}
@@ -74,18 +76,22 @@ async def test_every_workload_runs_and_checks_pass(bench_db: Database) -> None:
         "W4": PLAN.w4_reps,
         "W5": PLAN.w5_reps,
         "W6": PLAN.w6_reps,
+        "W7": PLAN.w7_reps,
+        "W8": PLAN.w6_reps,
     }
-    every = [*w1.values(), *w2.values(), *w6.values()]
+    every = [*w1.values(), *w2.values(), *w6.values(), *w8.values()]
     every += [m for res in reads.values() for m in res.values()]
     for m in every:
         assert m.error is None, (m.workload, m.subject, m.error)
         assert len(m.samples_ns) == expected_n[m.workload], (m.workload, m.subject)
         assert all(ns > 0 for ns in m.samples_ns)
-    # W5 and W6 only run on subjects with the convostore schema.
-    assert {m.subject for m in reads["W5"].values()} == {
-        s.name for s in subjects if s.shares_schema
-    }
+    # W5, W7 and W6/W8 only run on subjects with the convostore schema.
+    for workload in ("W5", "W7"):
+        assert {m.subject for m in reads[workload].values()} == {
+            s.name for s in subjects if s.shares_schema
+        }
     assert set(w6) == {s.name for s in subjects if "W6" in s.supports}
+    assert set(w8) == set(w6)
     if bench_db.backend == "sqlite":
         assert "langchain-postgres" not in names  # PostgreSQL only
     assert not [m for m in skipped if "agents" in m]  # installed in the dev environment
@@ -131,10 +137,27 @@ class _MissingLast(ConvoSync):
         return self.store.get_messages(user_id, conv)[:-1]
 
 
+class _NoToolResults(ConvoSync):
+    """Sends the model tool calls without their results (the window the API rejects)."""
+
+    name = "no tool results"
+
+    def history(self, user_id: str, conv: Any, max_tokens: int) -> Any:
+        window = self.store.get_history(user_id, conv, max_tokens=max_tokens)
+        return [m for m in window if m["role"] != "tool"]
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_wrong_answers_are_reported_not_timed(bench_db: Database) -> None:
     lossy = _Lossy(bench_db)
-    subjects = await _opened([RawSqlite(bench_db), _WrongOrder(bench_db), _MissingLast(bench_db)])
+    subjects = await _opened(
+        [
+            RawSqlite(bench_db),
+            _WrongOrder(bench_db),
+            _MissingLast(bench_db),
+            _NoToolResults(bench_db),
+        ]
+    )
     await lossy.open()
     try:
         rs = build_read_set(
@@ -145,6 +168,7 @@ async def test_wrong_answers_are_reported_not_timed(bench_db: Database) -> None:
             noise_messages=3,
             n_list=7,
             other_users=1,
+            n_history=12,
         )
         reads = await read_workloads(subjects, rs, PLAN, "sqlite")
         w6 = await w6_concurrent([lossy], PLAN, "sqlite")
@@ -155,11 +179,14 @@ async def test_wrong_answers_are_reported_not_timed(bench_db: Database) -> None:
     assert reads["W4"]["wrong order"].samples_ns == []
     assert (reads["W3"]["missing last"].error or "").startswith("WRONG ANSWER: W3: 4 items")
     assert (w6["lossy"].error or "").startswith("WRONG ANSWER: W6")
+    assert reads["W7"]["raw sqlite3"].error is None
+    assert (reads["W7"]["no tool results"].error or "").startswith("WRONG ANSWER: W7")
     rows = summarize([m for res in reads.values() for m in res.values()])
     wrong = [r for r in rows if r.status.startswith("WRONG")]
     assert {(r.workload, r.subject) for r in wrong} == {
         ("W4", "wrong order"),
         ("W3", "missing last"),
+        ("W7", "no tool results"),
     }
     assert all(r.median_ms is None for r in wrong)
 
@@ -195,7 +222,7 @@ def test_percentile_and_summary_ratios() -> None:
     ms = [
         Measurement("W1", "sqlite", "raw sqlite3", [100, 100, 100]),
         Measurement("W1", "sqlite", "convostore", [120, 120, 120]),
-        Measurement("W1", "sqlite", "convostore-async", [200, 200, 200]),
+        Measurement("W1", "sqlite", "convostore-async", [210, 210, 210]),
         Measurement("W6", "sqlite", "raw sqlite3", [1000], items=10),
         Measurement("W6", "sqlite", "convostore", [4000], items=10),
         Measurement("W3", "sqlite", "raw sqlite3", error="boom"),
