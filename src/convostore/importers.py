@@ -57,6 +57,7 @@ __all__ = [
     "detect_format",
     "import_file",
     "import_path",
+    "import_upload",
 ]
 
 Format = Literal["chatgpt", "claude", "openai"]
@@ -708,19 +709,29 @@ def _sources(path: Path, stack: contextlib.ExitStack) -> list[_Source]:
     if not path.is_file():
         raise ImportFormatError("path", f"{path}: no such file or folder")
     if zipfile.is_zipfile(path):
-        try:
-            archive = stack.enter_context(zipfile.ZipFile(path))
-        except zipfile.BadZipFile as exc:
-            raise ImportFormatError("path", f"{path.name}: not a readable zip ({exc})") from None
+        return _zip_sources(path, path.name, stack)
+    return [_Source(path.name, path.stat().st_size, _opener(path))]
+
+
+def _zip_sources(
+    archive_file: Path | IO[bytes], name: str, stack: contextlib.ExitStack
+) -> list[_Source]:
+    """The conversation files inside a zip (``conversations*.json``, ``*.jsonl``)."""
+    try:
+        archive = stack.enter_context(zipfile.ZipFile(archive_file))
         members = sorted(
             (m for m in archive.infolist() if not m.is_dir() and _wanted(m.filename)),
             key=lambda m: m.filename,
         )
-        return [
-            _Source(m.filename, m.file_size, lambda m=m: archive.open(m))  # type: ignore[misc]
-            for m in members
-        ]
-    return [_Source(path.name, path.stat().st_size, lambda: path.open("rb"))]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ImportFormatError("body", f"{name}: not a readable zip ({exc})") from None
+    if not members:
+        raise ImportFormatError("body", f"{name}: no conversations.json or .jsonl file in this zip")
+    return [_Source(m.filename, m.file_size, _member(archive, m)) for m in members]
+
+
+def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    return lambda: archive.open(info)
 
 
 def _top_keys(head: bytes) -> tuple[str, set[str]]:
@@ -764,9 +775,11 @@ def detect_format(head: bytes) -> str | None:
         return None
     if text.startswith(b"["):
         _, keys = _top_keys(text)
-        if keys & {"mapping", "current_node"}:
+        # The deciding key may lie past the head in a very large first conversation: the
+        # keys that come first in each service's export decide then.
+        if keys & {"mapping", "current_node", "create_time"}:
             return "chatgpt"
-        if keys & {"chat_messages"}:
+        if "chat_messages" in keys or {"uuid", "name"} <= keys:
             return "claude"
     return None
 
@@ -999,33 +1012,77 @@ def import_path(
     validate_user_id(user_id)
     if format != "auto" and format not in FORMATS:
         raise ImportFormatError("format", f"must be auto, {', '.join(FORMATS)} (got {format!r})")
-    report = SourceImportReport(dry_run=dry_run)
     with contextlib.ExitStack() as stack:
         sources = _sources(Path(path), stack)
         if not sources:
             raise ImportFormatError(
-                "path", f"{path}: no conversations.json or .jsonl file in this folder or zip"
+                "path", f"{path}: no conversations.json or .jsonl file in this folder"
             )
-        total = sum(s.size for s in sources)
-        done = 0
+        return _import_sources(
+            engine, sources, user_id, format, dry_run, max_content_length, progress
+        )
 
-        def seen(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total)
 
-        for source in sources:
-            with source.open() as raw, _reported(report, source.name, len(sources) > 1):
-                import_file(
-                    engine,
-                    raw,
-                    user_id=user_id,
-                    name=source.name,
-                    format=format,
-                    dry_run=dry_run,
-                    max_content_length=max_content_length,
-                    report=report,
-                    progress=seen,
-                )
+def import_upload(
+    engine: Engine,
+    stream: IO[bytes],
+    *,
+    user_id: str,
+    name: str = "upload",
+    format: str = "auto",
+    dry_run: bool = False,
+    max_content_length: int | None = None,
+) -> SourceImportReport:
+    """Import an uploaded export held in a seekable binary file: a zip, or one export file."""
+    validate_user_id(user_id)
+    if format != "auto" and format not in FORMATS:
+        raise ImportFormatError("format", f"must be auto, {', '.join(FORMATS)} (got {format!r})")
+    if not zipfile.is_zipfile(stream):
+        stream.seek(0)
+        return import_file(
+            engine,
+            stream,
+            user_id=user_id,
+            name=name,
+            format=format,
+            dry_run=dry_run,
+            max_content_length=max_content_length,
+        )
+    with contextlib.ExitStack() as stack:
+        sources = _zip_sources(stream, name, stack)
+        return _import_sources(engine, sources, user_id, format, dry_run, max_content_length, None)
+
+
+def _import_sources(
+    engine: Engine,
+    sources: list[_Source],
+    user_id: str,
+    format: str,
+    dry_run: bool,
+    max_content_length: int | None,
+    progress: Progress | None,
+) -> SourceImportReport:
+    report = SourceImportReport(dry_run=dry_run)
+    total = sum(s.size for s in sources)
+    done = 0
+
+    def seen(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    for source in sources:
+        with source.open() as raw, _reported(report, source.name, len(sources) > 1):
+            import_file(
+                engine,
+                raw,
+                user_id=user_id,
+                name=source.name,
+                format=format,
+                dry_run=dry_run,
+                max_content_length=max_content_length,
+                report=report,
+                progress=seen,
+            )
     return report

@@ -22,6 +22,7 @@ from convostore.server.deps import reject_unknown_query
 from convostore.server.errors import install_error_handlers, method_table, query_table
 from convostore.server.limits import BodySizeLimitMiddleware
 from convostore.server.routes import api_router
+from convostore.server.routes.imports import close_import_engine
 from convostore.store import AsyncStore
 
 __all__ = ["create_app"]
@@ -50,16 +51,21 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if store is not None:
-            yield
-            return
-        opened = AsyncStore(settings.database_url, max_content_length=settings.max_content_length)
-        app.state.store = opened
         try:
-            yield
+            if store is not None:
+                yield
+                return
+            opened = AsyncStore(
+                settings.database_url, max_content_length=settings.max_content_length
+            )
+            app.state.store = opened
+            try:
+                yield
+            finally:
+                app.state.store = None
+                await opened.aclose()
         finally:
-            app.state.store = None
-            await opened.aclose()
+            close_import_engine(app)
 
     app = FastAPI(
         title="convostore",
@@ -71,7 +77,11 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
     app.state.settings = settings
     app.state.store = store
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/v1/import": settings.max_import_bytes},
+    )
     app.include_router(api_router)
     app.state.allowed_methods = method_table(app)
     app.state.query_params = query_table(app)
