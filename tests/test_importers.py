@@ -59,7 +59,11 @@ def test_chatgpt_current_branch_only_hidden_skipped_tools_paired(store: Store) -
     assert (report.imported, report.skipped, report.failed, report.messages) == (2, 0, 1, 8)
     trip = by_id(report)[TRIP]
     assert trip.status == "imported" and trip.title == "Trip to Ghent"
-    call = {"id": "code", "type": "function", "function": {"name": "python", "arguments": "print(55/0.9)"}}
+    call = {
+        "id": "code",
+        "type": "function",
+        "function": {"name": "python", "arguments": "print(55/0.9)"},
+    }
     assert rows(store, "alice", TRIP) == [
         # the image part is dropped (a label keeps its place); the hidden system node and
         # the custom-instructions node are skipped and their children re-attached
@@ -236,7 +240,12 @@ def test_openai_items_messages_calls_outputs_reasoning(store: Store) -> None:
 
 def test_openai_file_per_conversation_takes_its_name(store: Store, tmp_path: Path) -> None:
     lines = [
-        {"type": "message", "id": "m1", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        {
+            "type": "message",
+            "id": "m1",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "hi"}],
+        },
         {"type": "message", "id": "m2", "role": "assistant", "content": "hello"},
     ]
     path = tmp_path / "conv_abc123.jsonl"

@@ -22,7 +22,6 @@ from convostore.server.deps import reject_unknown_query
 from convostore.server.errors import install_error_handlers, method_table, query_table
 from convostore.server.limits import BodySizeLimitMiddleware
 from convostore.server.routes import api_router
-from convostore.server.routes.imports import close_import_engine
 from convostore.store import AsyncStore
 
 __all__ = ["create_app"]
@@ -51,21 +50,16 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None:
+            yield
+            return
+        opened = AsyncStore(settings.database_url, max_content_length=settings.max_content_length)
+        app.state.store = opened
         try:
-            if store is not None:
-                yield
-                return
-            opened = AsyncStore(
-                settings.database_url, max_content_length=settings.max_content_length
-            )
-            app.state.store = opened
-            try:
-                yield
-            finally:
-                app.state.store = None
-                await opened.aclose()
+            yield
         finally:
-            close_import_engine(app)
+            app.state.store = None
+            await opened.aclose()
 
     app = FastAPI(
         title="convostore",

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.engine import Engine
 from starlette.datastructures import UploadFile
 
@@ -69,55 +71,54 @@ async def import_export(
     ] = False,
 ) -> dict[str, Any]:
     """Import an export for the caller; each conversation all-or-nothing, re-imports skipped."""
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
-        upload, name = await _receive(request, spooled)
-        engine = import_engine(request.app, store)
-        report = await asyncio.to_thread(
-            import_upload,
-            engine,
-            upload,
-            user_id=user,
-            name=name,
-            format=format,
-            dry_run=dry_run,
-            max_content_length=store.config.max_content_length,
-        )
+    async with _received(request) as (upload, name):
+        with _import_engine(store) as engine:
+            report = await asyncio.to_thread(
+                import_upload,
+                engine,
+                upload,
+                user_id=user,
+                name=name,
+                format=format,
+                dry_run=dry_run,
+                max_content_length=store.config.max_content_length,
+            )
     return report.to_dict()
 
 
-async def _receive(request: Request, spooled: IO[bytes]) -> tuple[IO[bytes], str]:
-    """The uploaded export as a seekable binary file, and its name."""
+@asynccontextmanager
+async def _received(request: Request) -> AsyncIterator[tuple[IO[bytes], str]]:
+    """The uploaded export as a seekable binary file, and its name (closed afterwards)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         # Starlette's parser spools the file part to disk past 1 MiB: bounded memory.
-        form = await request.form(max_files=1, max_fields=8)
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise ValidationError("file", "the multipart form must carry the export in `file`")
-        # The form (and its temporary file) lives as long as the request.
-        part.file.seek(0)
-        return part.file, part.filename or "upload"
-    async for chunk in request.stream():
-        spooled.write(chunk)
-    spooled.seek(0)
-    return spooled, "upload"
+        async with request.form(max_files=1, max_fields=8) as form:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise ValidationError("file", "the multipart form must carry the export in `file`")
+            part.file.seek(0)
+            yield part.file, part.filename or "upload"
+        return
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
+        async for chunk in request.stream():
+            spooled.write(chunk)
+        spooled.seek(0)
+        yield spooled, "upload"
 
 
-def import_engine(app: FastAPI, store: AsyncStore) -> Engine:
-    """A sync engine on the store's database for the import thread (made once per app)."""
-    engine: Engine | None = getattr(app.state, "import_engine", None)
-    if engine is None:
-        threaded = store._threaded  # SQLite: the store's own sync engine and write lock
-        engine = threaded.engine if threaded is not None else make_engine(store.engine.url)
-        app.state.import_engine = engine
-    return engine
+@contextmanager
+def _import_engine(store: AsyncStore) -> Iterator[Engine]:
+    """A sync engine on the store's database for the import thread.
 
-
-def close_import_engine(app: FastAPI) -> None:
-    """Release the import engine's pool (the SQLite store's engine is the store's own)."""
-    engine: Engine | None = getattr(app.state, "import_engine", None)
-    store = getattr(app.state, "store", None)
-    threaded = getattr(store, "_threaded", None)
-    if engine is not None and (threaded is None or engine is not threaded.engine):
+    SQLite: the store's own sync engine (and so its in-process write lock). Otherwise a
+    small engine of its own for this import, released when it ends.
+    """
+    threaded = store._threaded
+    if threaded is not None:
+        yield threaded.engine
+        return
+    engine = make_engine(store.engine.url, pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
         engine.dispose()
-    app.state.import_engine = None
