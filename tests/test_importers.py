@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from convostore import Store
+from convostore import Store, importers
 from convostore.importers import (
     ImportFormatError,
     SourceImportReport,
@@ -343,3 +344,65 @@ def test_folder_with_a_stray_file_reports_it(store: Store, tmp_path: Path) -> No
     report = import_path(store.engine, folder, user_id="alice")
     assert report.imported == 3
     assert [r.source for r in report.conversations if r.status == "failed"] == ["notes.jsonl"]
+
+
+def test_concurrent_imports_of_one_export_store_each_conversation_once(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importers, "BATCH_CONVERSATIONS", 2)  # several batches per import
+    convs = json.loads(SPLIT.joinpath("conversations-001.json").read_text())
+    many = []
+    for i in range(12):
+        c = json.loads(json.dumps(convs[i % 2]))
+        c["id"] = c["conversation_id"] = f"conv-{i}"
+        many.append(c)
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps(many))
+    reports: list[SourceImportReport] = []
+    threads = [
+        threading.Thread(
+            target=lambda: reports.append(import_path(store.engine, path, user_id="alice"))
+        )
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.imported for r in reports) == 12
+    assert sum(r.skipped for r in reports) == 24
+    assert all(r.failed == 0 for r in reports)
+    page = store.list_conversations("alice", limit=100)
+    assert sorted(c.external_id or "" for c in page.data) == sorted(
+        f"chatgpt:conv-{i}" for i in range(12)
+    )
+    assert all(c.message_count == 2 for c in page.data)
+
+
+def test_a_failing_conversation_inside_a_batch_leaves_its_neighbours(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's single writer: nothing can be created meanwhile")
+    # The database rejects the middle conversation (its external id is taken by a
+    # conversation created meanwhile, with no way to see it before the insert).
+    real = importers._Writer._stored
+    calls = {"n": 0}
+
+    def blind(self: Any, conn: Any, external_id: str) -> Any:
+        calls["n"] += 1
+        if external_id.endswith("102") and calls["n"] == 2:
+            store.create_conversation("alice", external_id=external_id, title="made meanwhile")
+            return None
+        return real(self, conn, external_id)
+
+    monkeypatch.setattr(importers._Writer, "_stored", blind)
+    report = import_path(store.engine, SPLIT, user_id="alice")
+    statuses = {r.external_id: r.status for r in report.conversations}
+    assert statuses == {
+        "chatgpt:6790a1b2-0000-4000-8000-000000000101": "imported",
+        "chatgpt:6790a1b2-0000-4000-8000-000000000102": "skipped",
+        "chatgpt:6790a1b2-0000-4000-8000-000000000103": "imported",
+    }
+    titles = sorted(c.title or "" for c in store.list_conversations("alice").data)
+    assert titles == ["Split 1", "Split 3", "made meanwhile"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +47,7 @@ from convostore.adapters._common import content_text, item_chat_form, part_text,
 from convostore.config import get_settings
 from convostore.db import WRITE_OPTION, sqlite_write_lock
 from convostore.errors import ValidationError
-from convostore.io import ExportedConversation, _check, _insert, _pydantic_reason
+from convostore.io import ExportedConversation, _check, _Collision, _insert, _pydantic_reason
 from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH
 from convostore.schemas import validate_user_id
 
@@ -816,8 +817,15 @@ def _failed_field(exc: ValidationError, conv: _Conversation) -> str:
     return exc.message
 
 
+#: A batch of conversations commits after this many conversations or seconds, whichever
+#: comes first: each conversation is all-or-nothing in its own savepoint, and one commit
+#: (one fsync) covers many. A crash loses at most the open batch; a re-run imports it.
+BATCH_CONVERSATIONS = 100
+BATCH_SECONDS = 0.25
+
+
 class _Writer:
-    """Validates and stores converted conversations, one transaction each."""
+    """Validates and stores converted conversations: a savepoint each, batched commits."""
 
     def __init__(self, engine: Engine, user_id: str, dry_run: bool, limit: int) -> None:
         self.engine = engine
@@ -827,6 +835,9 @@ class _Writer:
         self.writer = engine.execution_options(**{WRITE_OPTION: True})
         self.lock = sqlite_write_lock(engine)
         self.now = datetime.now(UTC)
+        self._conn: Connection | None = None
+        self._started = 0.0
+        self._pending = 0
 
     def __call__(self, conv: _Conversation, source: str) -> ConversationResult:
         notes = tuple(f"{n}x {what}" if n > 1 else what for what, n in conv.notes.items())
@@ -863,25 +874,30 @@ class _Writer:
         except ValidationError as exc:
             return ConversationResult("failed", reason=_failed_field(exc, conv), **base)
         count = len(exported.messages)
-        try:
-            if self.dry_run:
-                with self.engine.connect() as conn:
-                    stored = self._stored(conn, conv.external_id)
-                    new_id = None
-            else:
-                with self.lock or contextlib.nullcontext(), self.writer.begin() as conn:
+        if self.dry_run:
+            with self.engine.connect() as conn:
+                stored, new_id = self._stored(conn, conv.external_id), None
+        else:
+            conn = self._batch()
+            try:
+                # A savepoint per conversation: all-or-nothing each, one commit per batch.
+                with conn.begin_nested():
                     stored = self._stored(conn, conv.external_id)
                     new_id = None if stored is not None else _insert(conn, exported, False)
-        except (sa_exc.IntegrityError, sa_exc.DataError) as exc:
-            with self.engine.connect() as conn:
-                stored = self._stored(
-                    conn, conv.external_id
-                )  # a concurrent import of the same source won
-            if stored is None:
-                detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-                return ConversationResult(
-                    "failed", reason=f"rejected by the database: {detail}", **base
-                )
+            except (sa_exc.IntegrityError, sa_exc.DataError, _Collision) as exc:
+                stored = self._stored(conn, conv.external_id)  # a concurrent import won
+                if stored is None:
+                    orig = getattr(exc, "orig", None)
+                    detail = str(orig or exc).splitlines()[0]
+                    return ConversationResult(
+                        "failed", reason=f"rejected by the database: {detail}", **base
+                    )
+            self._pending += 1
+            if (
+                self._pending >= BATCH_CONVERSATIONS
+                or time.monotonic() - self._started > BATCH_SECONDS
+            ):
+                self.commit()
         if stored is not None:
             reason = f"already imported as conversation {stored.id}"
             if count > stored.message_count:
@@ -893,6 +909,47 @@ class _Writer:
                 "skipped", conversation_id=int(stored.id), reason=reason, **base
             )
         return ConversationResult("imported", messages=count, conversation_id=new_id, **base)
+
+    def _batch(self) -> Connection:
+        """The open write transaction, begun (with the SQLite write lock) if there is none."""
+        if self._conn is None:
+            if self.lock is not None:
+                self.lock.acquire()
+            try:
+                self._conn = self.writer.connect()
+                self._conn.begin()
+            except BaseException:
+                self._release()
+                raise
+            self._started = time.monotonic()
+            self._pending = 0
+        return self._conn
+
+    def commit(self) -> None:
+        """Commit the batch (its conversations are then durable) and release the lock."""
+        if self._conn is not None:
+            try:
+                self._conn.commit()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                conn.close()  # rolls back whatever was not committed
+        finally:
+            if self.lock is not None and self.lock.locked():
+                self.lock.release()
+
+    @property
+    def idle(self) -> bool:
+        """No batch is open: every result so far is committed."""
+        return self._conn is None
+
+    def rollback(self) -> None:
+        """Give up the open batch (on an error that stops the import)."""
+        self._release()
 
     def _stored(self, conn: Connection, external_id: str) -> Any:
         params = {"uid": self.user_id, "external_id": external_id}
@@ -939,20 +996,34 @@ def import_file(
         body = _Chained(head, stream)  # type: ignore[assignment]
     top = "object" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "array"
     counted: Any = _Counting(body, progress) if progress is not None else body
+    results: list[ConversationResult] = []  # reported once their batch has committed
     try:
         for item in _parse(fmt, counted, name, top):
             if isinstance(item, _Broken):
-                report.add(
+                results.append(
                     ConversationResult(
                         "failed", item.external_id, item.title, reason=item.reason, source=name
                     )
                 )
             else:
-                report.add(write(item, name))
+                results.append(write(item, name))
+            if write.idle:
+                _flush(report, results)
     except ijson.JSONError as exc:
         reason = f"{name}: not valid JSON ({shorten(str(exc), 120)}); the rest of it was not read"
-        report.add(ConversationResult("failed", None, reason=reason, source=name))
+        results.append(ConversationResult("failed", None, reason=reason, source=name))
+    except BaseException:
+        write.rollback()  # the open batch is not reported: it was not stored
+        raise
+    write.commit()
+    _flush(report, results)
     return report
+
+
+def _flush(report: SourceImportReport, results: list[ConversationResult]) -> None:
+    for result in results:
+        report.add(result)
+    results.clear()
 
 
 class _Chained:
