@@ -406,3 +406,28 @@ def test_a_failing_conversation_inside_a_batch_leaves_its_neighbours(
     }
     titles = sorted(c.title or "" for c in store.list_conversations("alice").data)
     assert titles == ["Split 1", "Split 3", "made meanwhile"]
+
+
+def test_chatgpt_without_current_node_follows_the_newest_children(
+    store: Store, tmp_path: Path
+) -> None:
+    convs = json.loads(CHATGPT.read_text())
+    trip = convs[0]
+    del trip["current_node"]
+    looped = json.loads(json.dumps(convs[2]))
+    looped["id"] = "looped"
+    del looped["current_node"]
+    looped["mapping"]["b2"]["children"] = ["b1"]  # a cycle through the children links
+    cyclic = json.loads(json.dumps(convs[2]))
+    cyclic["id"] = "cyclic"
+    cyclic["mapping"]["b0"]["parent"] = "b2"  # a cycle through the parent links
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([trip, looped, cyclic]))
+    report = import_path(store.engine, path, user_id="alice")
+    # the looping children end the walk (no hang); the looping parents fail that one alone
+    assert [r.status for r in report.conversations] == ["imported", "imported", "failed"]
+    keys = [row[-1] for row in rows(store, "alice", TRIP)]
+    assert keys == ["u1", "a1", "u2", "code", "out", "a3"]  # the last child at each fork
+    assert report.conversations[2].reason == (
+        "mapping: the parent links form a cycle or are not ids"
+    )

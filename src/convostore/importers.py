@@ -261,9 +261,14 @@ def _chatgpt_branch(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         # No current node recorded: follow the newest child from the root.
         roots = [n for n in mapping.values() if isinstance(n, Mapping) and not n.get("parent")]
         node = roots[0] if roots else None
-        while isinstance(node, Mapping) and node.get("children"):
-            children = node["children"]
-            node = mapping.get(children[-1]) if isinstance(children, list) else None
+        for _ in range(len(mapping)):  # bounded: children links may form a cycle
+            children = node.get("children") if isinstance(node, Mapping) else None
+            if not isinstance(children, list) or not children:
+                break
+            child = mapping.get(children[-1]) if isinstance(children[-1], str) else None
+            if not isinstance(child, Mapping):
+                break
+            node = child
         current = node.get("id") if isinstance(node, Mapping) else None
         if current is None:
             return []
