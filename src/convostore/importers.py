@@ -555,6 +555,8 @@ _OPENAI_CHAT_ITEMS = {
     "custom_tool_call_output",
 }
 _OPENAI_ROLES = {"user", "assistant", "system", "developer"}
+#: Stream names that are no file name, so no conversation id either.
+_UNNAMED = {"upload", "stdin"}
 
 
 def _openai_item(conv: _Conversation, item: Any) -> None:
@@ -657,6 +659,12 @@ def _openai_conversations(stream: IO[bytes], name: str) -> Iterator[_Conversatio
                 current, broken = start(owner, None, None), None
             if current is None:
                 current, broken = start(stem, None, None), None
+                if name in _UNNAMED:
+                    broken = (
+                        "no conversation id: start with an "
+                        '{"object": "conversation", "id": ...} line, give each item a '
+                        '"conversation_id", or name the file <conversation id>.jsonl'
+                    )
             try:
                 _openai_item(current, item)
             except _Malformed as exc:

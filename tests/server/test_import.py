@@ -113,3 +113,14 @@ async def test_import_has_its_own_size_limit(
 
 def _client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+async def test_openai_items_need_a_conversation_id(client: httpx.AsyncClient, auth: Auth) -> None:
+    items = b'{"type": "message", "id": "m1", "role": "user", "content": "hi"}\n'
+    r = await client.post("/v1/import?format=openai", content=items, headers=auth())
+    assert r.status_code == 200, r.text
+    [result] = r.json()["conversations"]
+    assert result["status"] == "failed" and "no conversation id" in result["reason"]
+    named = {"file": ("conv_abc.jsonl", items)}
+    r = await client.post("/v1/import", files=named, headers=auth())
+    assert r.json()["conversations"][0]["external_id"] == "openai:conv_abc"

@@ -131,6 +131,9 @@ def import_(
     """Import conversations; each one is all-or-nothing. Exit 1 if any failed or was skipped
     as invalid (jsonl), 2 on a usage error (unknown format, missing --user)."""
     fmt = format.value
+    if source != "-" and not Path(source).exists():
+        err_console.print(f"[red]error:[/red] {escape(source)}: no such file or folder")
+        raise typer.Exit(2)
     if fmt == "auto":
         fmt = _detect(source)
     if fmt == "jsonl":
@@ -143,7 +146,8 @@ def import_(
         _import_jsonl(source, new_ids, progress, database_url)
         return
     if user is None:
-        err_console.print(f"[red]error:[/red] --user is required to import a {fmt} export")
+        kind = "a ChatGPT, Claude or OpenAI" if fmt == "auto" else f"a {fmt}"
+        err_console.print(f"[red]error:[/red] --user is required to import {kind} export")
         raise typer.Exit(2)
     with friendly_errors(), _progress(progress) as bar:
         task = bar.add_task("reading" if dry_run else "importing", total=None)
