@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, gt=0, validation_alias="CONVOSTORE_MAX_BODY_BYTES"
     )
+    max_import_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        validation_alias="CONVOSTORE_MAX_IMPORT_BYTES",
+        description="Largest upload `POST /v1/import` accepts (the export is streamed to a "
+        "temporary file, never held in memory); other routes keep `max_body_bytes`.",
+    )
     sqlite_synchronous: Literal["full", "normal", "extra"] = Field(
         default="full",
         validation_alias="CONVOSTORE_SQLITE_SYNCHRONOUS",

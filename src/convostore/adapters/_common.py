@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from convostore.models import MAX_ID_LENGTH
+
 #: Longest rendering of an item that has no text of its own (reasoning, hosted tool calls).
 SUMMARY_LENGTH = 200
 
@@ -22,6 +24,15 @@ _PART_LABELS = {
     "input_audio": "[audio]",
     "audio": "[audio]",
 }
+
+
+_MESSAGE_ROLES = {
+    "user": "user",
+    "assistant": "assistant",
+    "system": "system",
+    "developer": "system",
+}
+_CALL_OUTPUTS = {"function_call_output", "custom_tool_call_output"}
 
 
 def part_text(part: Any) -> str:
@@ -62,3 +73,45 @@ def shorten(text: str, limit: int = SUMMARY_LENGTH) -> str:
 def or_label(text: str, label: str) -> str:
     """``text`` unless it is blank (which the store refuses), else ``label``."""
     return text if text.strip() else label
+
+
+def item_chat_form(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat message for one OpenAI Responses/Conversations item (Agents SDK items too).
+
+    A text message keeps its role (``developer`` reads as ``system``); a ``function_call``
+    becomes an assistant message with OpenAI ``tool_calls``; its output a ``tool`` message;
+    anything else an assistant message with a one-line label (see :func:`item_label`).
+    """
+    kind = item.get("type")
+    role = item.get("role")
+    if kind in (None, "message") and role in _MESSAGE_ROLES:
+        text = content_text(item.get("content"))
+        return {"role": _MESSAGE_ROLES[role], "content": or_label(text, "[empty message]")}
+    call_id = item.get("call_id")
+    has_call_id = isinstance(call_id, str) and 0 < len(call_id) <= MAX_ID_LENGTH
+    if kind == "function_call" and has_call_id and isinstance(item.get("name"), str):
+        function = {"name": item["name"], "arguments": item.get("arguments", "")}
+        call = {"id": call_id, "type": "function", "function": function}
+        return {"role": "assistant", "content": "", "tool_calls": [call]}
+    if kind == "custom_tool_call" and has_call_id and isinstance(item.get("name"), str):
+        custom = {"name": item["name"], "input": item.get("input", "")}
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": call_id, "type": "custom", "custom": custom}],
+        }
+    if kind in _CALL_OUTPUTS and has_call_id:
+        text = content_text(item.get("output"))
+        content = or_label(text, "[empty output]")
+        return {"role": "tool", "tool_call_id": call_id, "content": content}
+    return {"role": "assistant", "content": item_label(item)}
+
+
+def item_label(item: Mapping[str, Any]) -> str:
+    """A one-line stand-in for an item with no chat equivalent, e.g. ``[reasoning] ...``."""
+    kind = str(item.get("type") or "item")
+    if kind == "reasoning":
+        summary = content_text(item.get("summary"))
+        return f"[reasoning] {shorten(summary)}" if summary.strip() else "[reasoning]"
+    name = item.get("name") or item.get("server_label")
+    return f"[{kind}: {shorten(name)}]" if isinstance(name, str) and name.strip() else f"[{kind}]"

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
     raise
 
 from convostore._ops import MAX_MESSAGE_PAGE
-from convostore.adapters._common import content_text, or_label, shorten
+from convostore.adapters._common import item_chat_form
 from convostore.models import MAX_ID_LENGTH
 from convostore.schemas import MessagePublic, validate_user_id
 from convostore.store import AsyncStore
@@ -49,13 +49,6 @@ __all__ = ["ITEM_KEY", "ConvostoreSession", "item_to_message", "message_items"]
 ITEM_KEY = "openai_agents_item"
 
 Item = dict[str, Any]
-_MESSAGE_ROLES = {
-    "user": "user",
-    "assistant": "assistant",
-    "system": "system",
-    "developer": "system",
-}
-_CALL_OUTPUTS = {"function_call_output", "custom_tool_call_output"}
 
 
 class ConvostoreSession:
@@ -225,45 +218,9 @@ def item_to_message(item: Any, *, field: str = "item") -> dict[str, Any]:
     """The message row for one SDK item: a readable chat message plus the item verbatim."""
     if not isinstance(item, Mapping):
         raise ValidationError(field, "must be an input item (a JSON object)")
-    message = _chat_form(item)
+    message = item_chat_form(item)
     message["metadata"] = {ITEM_KEY: dict(item)}
     return message
-
-
-def _chat_form(item: Mapping[str, Any]) -> dict[str, Any]:
-    kind = item.get("type")
-    role = item.get("role")
-    if kind in (None, "message") and role in _MESSAGE_ROLES:
-        text = content_text(item.get("content"))
-        return {"role": _MESSAGE_ROLES[role], "content": or_label(text, "[empty message]")}
-    call_id = item.get("call_id")
-    has_call_id = isinstance(call_id, str) and 0 < len(call_id) <= MAX_ID_LENGTH
-    if kind == "function_call" and has_call_id and isinstance(item.get("name"), str):
-        function = {"name": item["name"], "arguments": item.get("arguments", "")}
-        call = {"id": call_id, "type": "function", "function": function}
-        return {"role": "assistant", "content": "", "tool_calls": [call]}
-    if kind == "custom_tool_call" and has_call_id and isinstance(item.get("name"), str):
-        custom = {"name": item["name"], "input": item.get("input", "")}
-        return {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [{"id": call_id, "type": "custom", "custom": custom}],
-        }
-    if kind in _CALL_OUTPUTS and has_call_id:
-        text = content_text(item.get("output"))
-        content = or_label(text, "[empty output]")
-        return {"role": "tool", "tool_call_id": call_id, "content": content}
-    return {"role": "assistant", "content": _label(item)}
-
-
-def _label(item: Mapping[str, Any]) -> str:
-    """A one-line stand-in for an item with no chat equivalent, e.g. ``[reasoning] ...``."""
-    kind = str(item.get("type") or "item")
-    if kind == "reasoning":
-        summary = content_text(item.get("summary"))
-        return f"[reasoning] {shorten(summary)}" if summary.strip() else "[reasoning]"
-    name = item.get("name") or item.get("server_label")
-    return f"[{kind}: {shorten(name)}]" if isinstance(name, str) and name.strip() else f"[{kind}]"
 
 
 def message_items(message: MessagePublic) -> list[Item]:

@@ -71,7 +71,11 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
     app.state.settings = settings
     app.state.store = store
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/v1/import": settings.max_import_bytes},
+    )
     app.include_router(api_router)
     app.state.allowed_methods = method_table(app)
     app.state.query_params = query_table(app)

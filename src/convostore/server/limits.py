@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,17 +30,24 @@ def _reply_too_large(limit: int) -> ASGIApp:
 
 
 class BodySizeLimitMiddleware:
-    """Pure ASGI middleware: reject bodies over ``max_bytes`` with 413 before reading them."""
+    """Pure ASGI middleware: reject bodies over ``max_bytes`` with 413 before reading them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``per_path`` gives some paths their own limit (the import upload is far larger than
+    any JSON request).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:

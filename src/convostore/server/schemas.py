@@ -181,3 +181,32 @@ class History(BaseModel):
 
 class Status(BaseModel):
     status: Literal["ok", "ready"]
+
+
+class ImportedConversationOut(BaseModel):
+    """One conversation of an uploaded export: ``imported``, ``skipped`` or ``failed``."""
+
+    status: Literal["imported", "skipped", "failed"]
+    external_id: str | None = Field(description="`chatgpt:<id>`, `claude:<uuid>`, `openai:<id>`")
+    title: str | None
+    messages: int = Field(description="Messages written (or that a dry run would write).")
+    conversation_id: int | None = Field(description="The stored conversation, if any.")
+    reason: str | None = Field(description="Why it was skipped or failed (field and rule).")
+    notes: list[str] = Field(description="What was dropped or kept as a label.")
+    source: str | None = Field(description="The file of the export it came from.")
+
+
+class ImportSummaryOut(BaseModel):
+    imported: int
+    skipped: int
+    failed: int
+    messages: int
+
+
+class ImportReportOut(BaseModel):
+    """What ``POST /v1/import`` did (or, with ``dry_run``, would do)."""
+
+    format: str | None
+    dry_run: bool
+    summary: ImportSummaryOut
+    conversations: list[ImportedConversationOut]
