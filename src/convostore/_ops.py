@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.selectable import TextualSelect
 
 from convostore import _sql
+from convostore.db import driver_error, observed
 from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
 from convostore.schemas import (
@@ -131,7 +131,7 @@ def _driver_execute(
     A sequence of parameter dicts runs as ``executemany`` (and returns no rows).
     """
     query = _sql.compiled(stmt, tx.conn.dialect)
-    if _observed(tx.conn):
+    if observed(tx.conn):
         return query, _observed_execute(tx.conn, query, params)
     cursor = tx.conn.connection.cursor()
     try:
@@ -141,20 +141,9 @@ def _driver_execute(
         cursor.executemany(query.sql, query.params_many(params))
         return query, []
     except tx.conn.dialect.loaded_dbapi.Error as exc:
-        # Wrap like SQLAlchemy would, so the stores translate it in their one place.
-        raise sa_exc.DBAPIError.instance(
-            query.sql, params, exc, tx.conn.dialect.loaded_dbapi.Error
-        ) from exc
+        raise driver_error(tx.conn, query.sql, params, exc) from exc
     finally:
         cursor.close()
-
-
-def _observed(conn: Connection) -> bool:
-    """Whether anything watches this connection's statements: execution event listeners
-    (OpenTelemetry, a host's hooks) or SQLAlchemy's statement logging (``echo``)."""
-    dispatch = conn.dispatch
-    # Connection._echo is SQLAlchemy's own per-connection "log statements" check.
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn._echo)
 
 
 def _observed_execute(
@@ -425,7 +414,9 @@ def _append(
             record = query.records(bumped)[0]
             base, last = record["message_count"] - len(new), record["updated_at"]
         rows = _sql.message_rows(user_id, conversation_id, base, new, last)
-        if not tx.pg:
+        if not tx.pg and len(rows) == 1:
+            ids = _driver_execute(tx, _sql.INSERT_ONE_MESSAGE, rows[0])[1]
+        elif not tx.pg:
             _driver_execute(tx, _sql.INSERT_MESSAGE, rows)
             inserted = {"cid": conversation_id, "base": base}
             ids = _driver_execute(tx, _sql.NEW_MESSAGE_IDS, inserted)[1]

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.dml import ReturningDelete
+from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
@@ -414,6 +414,8 @@ _ROW_COLUMNS = (
 INSERT_MESSAGE: Insert = insert(M).values(
     {name: bindparam(name, type_=M.c[name].type) for name in _ROW_COLUMNS}
 )
+#: The same for a single message, returning its id (one statement instead of two).
+INSERT_ONE_MESSAGE: ReturningInsert[Any] = INSERT_MESSAGE.returning(M.c.id)
 
 #: The ids of the messages after ``base`` in position order (params: ``cid``, ``base``).
 NEW_MESSAGE_IDS: Select[Any] = (
