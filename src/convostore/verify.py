@@ -122,9 +122,10 @@ def _search_structure(conn: Connection, present: set[str]) -> list[Check]:
         indexed, rows = conn.exec_driver_sql(
             f"SELECT (SELECT count(*) FROM {fts}_docsize), (SELECT count(*) FROM {table})"
         ).one()
-        checks.append(
-            Check(f"search table {fts}", indexed == rows, f"{indexed} of {rows} rows indexed")
-        )
+        detail = f"{indexed} of {rows} rows indexed"
+        if indexed != rows:
+            detail += f"; rebuild: INSERT INTO {fts} ({fts}) VALUES ('rebuild')"
+        checks.append(Check(f"search table {fts}", indexed == rows, detail))
     for name in _ddl.search_trigger_names("sqlite"):
         checks.append(Check(f"trigger {name}", name in live_triggers))
     return checks
