@@ -101,3 +101,14 @@ async def test_bad_parameters_are_422(
 async def test_search_needs_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/search", params={"q": "x"})
     assert response.status_code == 401
+
+
+async def test_rest_docs_search_example(client: httpx.AsyncClient, auth: Auth) -> None:
+    """docs/rest.md: the weather conversation of the examples, searched after the regenerate."""
+    await _conversation(
+        client, auth, "alice", "Weather in Ghent?", "12C and rainy.", title="Weather"
+    )
+    body = await _search(client, auth, q="ghent weath*")
+    assert [(h["kind"], h["snippet"]) for h in body["data"]] == [
+        ("message", "**Weather** in **Ghent**?")
+    ]
