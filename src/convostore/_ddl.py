@@ -25,6 +25,7 @@ __all__ = [
     "live_triggers",
     "trigger_names",
     "pg_next_timestamp",
+    "is_search_table",
     "pg_search_config",
     "search_create_statements",
     "search_drop_statements",
@@ -299,6 +300,15 @@ def search_drop_statements(dialect: str) -> list[str]:
 
 
 _FTS_TRIGGER_OPS = ("insert", "delete", "update")
+
+
+def is_search_table(name: str | None) -> bool:
+    """Whether ``name`` is one of the FTS5 tables (or their shadow tables, ``<fts>_data``,
+    ``_idx``, ``_config``, ``_docsize``) that SQLite's search index consists of."""
+    shadows = ("data", "idx", "config", "docsize", "content")
+    return name is not None and any(
+        name == fts or name in {f"{fts}_{s}" for s in shadows} for fts, _t, _c in _FTS_SOURCES
+    )
 
 
 def search_trigger_names(dialect: str) -> list[str]:

@@ -67,7 +67,7 @@ def exclude_convostore(
     which ``convostore db upgrade`` migrates on its own version table.
     """
     if type_ == "table":
-        return name not in TABLES and name != VERSION_TABLE
+        return name not in TABLES and name != VERSION_TABLE and not _ddl.is_search_table(name)
     table = getattr(obj, "table", None)
     return table is None or table.name not in TABLES
 
