@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--backend sqlite|postgresql|all] [--quick] [--scale] [--out DIR]``."""
+"""``python -m benchmarks [--backend B|all] [--quick] [--scale|--search] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale", action="store_true", help="grow to 1M rows and show W4/W5 stay flat (+ plot)"
     )
     parser.add_argument(
-        "--max-rows", type=int, default=1_000_000, help="largest step of the scale run"
+        "--search",
+        action="store_true",
+        help="full-text search latency vs a LIKE scan, and the index's write overhead",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="largest step of the scale run (default 1M); --search: total messages",
     )
     parser.add_argument(
         "--no-alternatives", action="store_true", help="skip LangChain and the Agents SDK"
@@ -32,10 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     backends: list[Backend] = list(BACKENDS) if args.backend == "all" else [args.backend]
+    if args.search:
+        from benchmarks.search import main_search
+
+        main_search(backends, args.out, quick=args.quick, max_rows=args.max_rows)
+        return 0
     if args.scale:
         from benchmarks.scale import main_scale
 
-        main_scale(backends, args.out, max_rows=args.max_rows, quick=args.quick)
+        main_scale(backends, args.out, max_rows=args.max_rows or 1_000_000, quick=args.quick)
         return 0
     from benchmarks.run import main_run
 

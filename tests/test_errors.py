@@ -35,6 +35,7 @@ def test_public_api_is_exactly_this() -> None:
         "MissingExtraError",
         "NotFoundError",
         "Page",
+        "SearchHit",
         "Store",
         "TokenCounter",
         "UnavailableError",

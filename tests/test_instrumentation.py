@@ -47,7 +47,15 @@ class Seen:
 
     def driver_statements(self) -> list[str]:
         skip = ("PRAGMA", "COMMIT", "ROLLBACK")
-        kept = [s for s in self.driver if not s.lstrip().upper().startswith(skip)]
+        # The FTS5 search tables run SQL of their own (reported nested, "-- ..."), and each
+        # connection opens them once (convostore.db): not the store's statements.
+        kept = [
+            s
+            for s in self.driver
+            if not s.lstrip().upper().startswith(skip)
+            and not s.startswith("--")
+            and "_fts" not in s
+        ]
         # A statement that fires triggers (or foreign-key cascades) is reported once more
         # per trigger, with the same text: count it once.
         return [s for i, s in enumerate(kept) if i == 0 or kept[i - 1] != s]

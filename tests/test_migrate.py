@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from convostore import migrate
+from convostore import _ddl, migrate
 from convostore.cli import app
 from convostore.db import make_engine
 
@@ -26,9 +26,11 @@ def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 
 
 def _tables(url: str) -> set[str]:
+    """convostore's tables (the full-text index's SQLite FTS5 tables are tested apart)."""
     engine = make_engine(url)
     try:
-        return set(inspect(engine).get_table_names()) - {migrate.VERSION_TABLE}
+        names = set(inspect(engine).get_table_names()) - {migrate.VERSION_TABLE}
+        return {n for n in names if not n.startswith((_ddl.MESSAGES_FTS, _ddl.TITLES_FTS))}
     finally:
         engine.dispose()
 
@@ -212,5 +214,51 @@ def test_a_database_of_the_first_release_is_upgraded_with_its_data(empty_url: st
             assert [tuple(r) for r in rows] == [(1, "alice", "old"), (2, "alice", "new")]
             conn.execute(text("DELETE FROM convostore_users WHERE id = 'alice'"))
             assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_search_migration_indexes_existing_rows_and_downgrades(empty_url: str) -> None:
+    """0003 indexes the messages and titles already stored; its downgrade removes the
+    index (and nothing else), and upgrading again rebuilds it."""
+    from convostore import Store
+
+    engine = make_engine(empty_url)
+    try:
+        migrate.upgrade(engine, "0002")
+        with Store(engine) as store:
+            conv = store.create_conversation(
+                "alice", title="Old budget", messages=[{"role": "user", "content": "old words"}]
+            )
+
+        def search_objects() -> set[str]:
+            with engine.connect() as conn:
+                if engine.dialect.name == "sqlite":
+                    rows = conn.exec_driver_sql(
+                        "SELECT name FROM sqlite_master WHERE name LIKE '%fts%'"
+                    )
+                else:
+                    rows = conn.exec_driver_sql(
+                        "SELECT attname FROM pg_attribute WHERE attrelid = 'messages'::regclass"
+                        f" AND attname = '{_ddl.SEARCH_VECTOR}' UNION ALL SELECT indexname"
+                        f" FROM pg_indexes WHERE indexname = '{_ddl.SEARCH_INDEX}'"
+                    )
+                return {str(r[0]) for r in rows}
+
+        assert search_objects() == set()
+        for _ in range(2):
+            migrate.upgrade(engine)
+            assert migrate.check(engine) == []
+            assert search_objects()
+            with Store(engine) as store:
+                hits = store.search("alice", "old")
+                assert {(h.kind, h.conversation_id) for h in hits.data} == {
+                    ("title", conv.id),
+                    ("message", conv.id),
+                }
+            migrate.downgrade(engine, "0002")
+            assert search_objects() == set()
+            with Store(engine) as store:
+                assert [m.content for m in store.get_messages("alice", conv.id)] == ["old words"]
     finally:
         engine.dispose()

@@ -92,3 +92,30 @@ def test_verify_detects_a_missing_cascade(own_db_url: str) -> None:
         assert "foreign key messages(user_id) -> convostore_users" in failed
     finally:
         engine.dispose()
+
+
+def test_verify_detects_a_broken_search_index(own_db_url: str) -> None:
+    """A missing sync trigger (SQLite) or GIN index (PostgreSQL) fails verify."""
+    engine = make_engine(own_db_url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("DROP INDEX ix_messages_search_vector")
+                broken = {"search index ix_messages_search_vector"}
+            else:
+                conn.exec_driver_sql("DROP TRIGGER messages_fts_insert")
+                broken = {"trigger messages_fts_insert", "search index follows inserts and deletes"}
+        failed = {c.name for c in verify(engine) if not c.ok}
+        # An FTS5 index out of step with its table also refuses the deletes of the rows it
+        # lacks (the cascade probes then fail too): one more reason to report it.
+        assert broken <= failed and all("cascades" in name for name in failed - broken)
+        if engine.dialect.name == "sqlite":
+            with engine.begin() as conn:  # rows written meanwhile are missing from the index
+                conn.exec_driver_sql("INSERT INTO conversations (user_id) VALUES ('u')")
+                conn.exec_driver_sql(
+                    "INSERT INTO messages (conversation_id, role, content) VALUES (1, 'user', 'x')"
+                )
+            details = {c.name: c.detail for c in verify(engine) if not c.ok}
+            assert details["search table messages_fts"].startswith("0 of 1 rows indexed")
+    finally:
+        engine.dispose()

@@ -23,7 +23,7 @@ from convostore.errors import (
 )
 from convostore.history import TokenCounter, approximate_tokens
 from convostore.models import Conversation, Message, MessageRole
-from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
+from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page, SearchHit
 from convostore.store import AsyncStore, Store
 
 # The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
@@ -47,6 +47,7 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "Page",
+    "SearchHit",
     "Store",
     "TokenCounter",
     "UnavailableError",

@@ -15,12 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "MESSAGES_FTS",
     "OWN_USERS_TABLE",
+    "SEARCH_INDEX",
+    "SEARCH_VECTOR",
+    "TITLES_FTS",
     "create_statements",
     "drop_statements",
     "live_triggers",
     "trigger_names",
     "pg_next_timestamp",
+    "is_search_table",
+    "pg_search_config",
+    "search_create_statements",
+    "search_drop_statements",
+    "search_trigger_names",
     "sqlite_next_timestamp",
 ]
 
@@ -209,3 +218,116 @@ def live_triggers(conn: Any) -> set[str]:
     else:
         return set()
     return {str(name) for (name,) in conn.exec_driver_sql(sql)}
+
+
+# ------------------------------------------------------------------ full-text search
+#
+# PostgreSQL: a stored generated ``tsvector`` column over the message text, with a GIN
+# index; the database keeps it current on every insert and update, whoever writes. The
+# text-search configuration is fixed into the column when it is created (a generated
+# column's expression cannot read a setting), from ``CONVOSTORE_SEARCH_CONFIG``.
+# Conversation titles are few per user: matched without an index, after the user filter.
+#
+# SQLite: FTS5 external-content tables over ``messages.content`` and
+# ``conversations.title`` (the text is not stored twice), kept in sync by triggers. Foreign
+# key cascades delete rows one by one, so a deleted conversation or user fires them too.
+
+#: The generated column and its index (PostgreSQL); not part of the models' columns.
+SEARCH_VECTOR = "search_vector"
+SEARCH_INDEX = "ix_messages_search_vector"
+#: The FTS5 tables (SQLite).
+MESSAGES_FTS = "messages_fts"
+TITLES_FTS = "conversations_fts"
+FTS_TOKENIZER = "unicode61 remove_diacritics 2"
+
+_FTS_SOURCES = ((MESSAGES_FTS, "messages", "content"), (TITLES_FTS, "conversations", "title"))
+
+
+def _sqlite_fts_statements() -> list[str]:
+    statements: list[str] = []
+    for fts, table, col in _FTS_SOURCES:
+        delete_old = (
+            f"INSERT INTO {fts} ({fts}, rowid, {col}) VALUES ('delete', OLD.id, OLD.{col});"
+        )
+        insert_new = f"INSERT INTO {fts} (rowid, {col}) VALUES (NEW.id, NEW.{col});"
+        statements += [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({col}, content='{table}',"
+            f" content_rowid='id', tokenize='{FTS_TOKENIZER}')",
+            f"DROP TRIGGER IF EXISTS {fts}_insert",
+            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN {insert_new} END",
+            f"DROP TRIGGER IF EXISTS {fts}_delete",
+            f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN {delete_old} END",
+            f"DROP TRIGGER IF EXISTS {fts}_update",
+            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {col} ON {table}"
+            f" BEGIN {delete_old} {insert_new} END",
+            # Index the rows already there (a migrated database); idempotent.
+            f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
+        ]
+    return statements
+
+
+def search_create_statements(dialect: str, *, config: str) -> list[str]:
+    """The DDL that adds the full-text index on ``dialect`` and indexes existing rows.
+
+    ``config`` is PostgreSQL's text-search configuration (validated by the settings:
+    a plain identifier, so it can be written into the DDL).
+    """
+    if dialect == "postgresql":
+        return [
+            f"ALTER TABLE messages ADD COLUMN IF NOT EXISTS {SEARCH_VECTOR} tsvector"
+            f" GENERATED ALWAYS AS (to_tsvector('{config}'::regconfig, content)) STORED",
+            f"CREATE INDEX IF NOT EXISTS {SEARCH_INDEX} ON messages USING gin ({SEARCH_VECTOR})",
+        ]
+    if dialect == "sqlite":
+        return _sqlite_fts_statements()
+    return []
+
+
+def search_drop_statements(dialect: str) -> list[str]:
+    """The DDL that removes the full-text index (the messages themselves stay)."""
+    if dialect == "postgresql":
+        return [
+            f"DROP INDEX IF EXISTS {SEARCH_INDEX}",
+            f"ALTER TABLE messages DROP COLUMN IF EXISTS {SEARCH_VECTOR}",
+        ]
+    if dialect == "sqlite":
+        statements = []
+        for fts, _table, _col in _FTS_SOURCES:
+            statements += [f"DROP TRIGGER IF EXISTS {fts}_{op}" for op in _FTS_TRIGGER_OPS]
+            statements.append(f"DROP TABLE IF EXISTS {fts}")
+        return statements
+    return []
+
+
+_FTS_TRIGGER_OPS = ("insert", "delete", "update")
+
+
+def is_search_table(name: str | None) -> bool:
+    """Whether ``name`` is one of the FTS5 tables (or their shadow tables, ``<fts>_data``,
+    ``_idx``, ``_config``, ``_docsize``) that SQLite's search index consists of."""
+    shadows = ("data", "idx", "config", "docsize", "content")
+    return name is not None and any(
+        name == fts or name in {f"{fts}_{s}" for s in shadows} for fts, _t, _c in _FTS_SOURCES
+    )
+
+
+def search_trigger_names(dialect: str) -> list[str]:
+    """The triggers that keep the full-text index in sync (SQLite; PostgreSQL needs none)."""
+    if dialect != "sqlite":
+        return []
+    return [f"{fts}_{op}" for fts, _t, _c in _FTS_SOURCES for op in _FTS_TRIGGER_OPS]
+
+
+def pg_search_config(conn: Any) -> str | None:
+    """The configuration the live ``search_vector`` column was built with (``None``: no
+    such column)."""
+    expr = conn.exec_driver_sql(
+        "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+        " JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        f" WHERE a.attrelid = to_regclass('messages') AND a.attname = '{SEARCH_VECTOR}'"
+        " AND a.attgenerated = 's'"
+    ).scalar()
+    if expr is None:
+        return None
+    # to_tsvector('simple'::regconfig, content)
+    return str(expr).split("'")[1] if "'" in str(expr) else str(expr)

@@ -14,6 +14,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
@@ -24,6 +25,7 @@ from convostore import _sql
 from convostore.db import driver_error, observed
 from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
+from convostore.models import MessageRole
 from convostore.schemas import (
     ChatMessage,
     ConversationPublic,
@@ -32,8 +34,10 @@ from convostore.schemas import (
     MessagePublic,
     Order,
     Page,
+    SearchHit,
     construct_all,
     construct_trusted,
+    parse_search_query,
     validate_cursor,
     validate_id,
     validate_limit,
@@ -50,6 +54,7 @@ from convostore.types import utcnow
 MAX_CONVERSATION_PAGE = 100
 MAX_MESSAGE_PAGE = 1000
 MAX_BATCH = 1000
+MAX_SEARCH_PAGE = 100
 AUTO_TITLE_LENGTH = 80
 _HISTORY_CHUNK = 200
 
@@ -95,6 +100,9 @@ class StoreConfig:
     max_content_length: int = 10_000
     auto_title: bool = True
     token_counter: TokenCounter = approximate_tokens
+    #: PostgreSQL's text-search configuration (``CONVOSTORE_SEARCH_CONFIG``); it must be
+    #: the one the search index was built with.
+    search_config: str = "simple"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +172,9 @@ def _driver_params(params: Any) -> Any:
     return tuple(params) if isinstance(params, list) else params
 
 
-def _read(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+def _read(
+    tx: Tx, stmt: Select[Any] | TextualSelect, params: dict[str, Any]
+) -> list[dict[str, Any]]:
     """A prebuilt SELECT's rows as dicts keyed by the output field names."""
     query, rows = _driver_execute(tx, stmt, params)
     return query.records(rows)
@@ -605,3 +615,108 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, utcnow()))
     rows = tx.conn.execute(_sql.delete_messages_after(conversation_id, keep)).all()
     return sorted((_message(r) for r in rows), key=lambda m: m.position)
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _roles(roles: Sequence[str] | None) -> tuple[str, ...] | None:
+    if roles is None:
+        return None
+    if isinstance(roles, str) or not isinstance(roles, Sequence | set | frozenset):
+        raise ValidationError("roles", "must be a list of roles")
+    valid = {r.value for r in MessageRole}
+    for role in roles:
+        if not isinstance(role, str) or role not in valid:
+            raise ValidationError("roles", f"must hold only {', '.join(sorted(valid))}")
+    return tuple(sorted(set(roles)))
+
+
+def _instant(value: datetime | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError(field, "must be a datetime")
+    try:  # naive is UTC, as everywhere; year 1 at +14:00 has no UTC instant
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, "is out of range") from None
+
+
+@operation(Mode.READ)
+def search(
+    tx: Tx,
+    user_id: str,
+    query: str,
+    *,
+    conversation_id: int | None = None,
+    roles: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page[SearchHit]:
+    """Full-text search over ``user_id``'s messages and conversation titles, best first.
+
+    Every word or ``"quoted phrase"`` of ``query`` must match; ``word*`` matches a prefix;
+    nothing in it is syntax that can fail. A query with no letter or digit (empty,
+    punctuation, emoji only) is an empty page; over 1,000 characters a ``ValidationError``.
+    ``conversation_id``, ``roles`` and the ``since`` <= ``created_at`` < ``until`` window
+    narrow the message hits; title hits (``kind="title"``) come only without ``roles``, and
+    are windowed on the conversation's ``updated_at``. Keyset pages, as elsewhere.
+    """
+    parsed = parse_search_query(query)
+    validate_limit(limit, maximum=MAX_SEARCH_PAGE)
+    cid = None if conversation_id is None else _conversation_id(conversation_id)
+    role_names = _roles(roles)
+    start, end = _instant(since, "since"), _instant(until, "until")
+    cursor = validate_cursor(cursor)
+    after = _sql.decode_search_cursor(cursor) if cursor else None
+    if parsed.empty or limit == 0:
+        return Page(data=[], has_more=False, next_cursor=None)
+    stmt = _sql.search_query(
+        tx.pg,
+        tx.config.search_config,
+        phrases=bool(parsed.phrases),
+        prefixes=bool(parsed.prefixes),
+        conversation=cid is not None,
+        roles=role_names,
+        since=start is not None,
+        until=end is not None,
+        paged=after is not None,
+    )
+    params: dict[str, Any] = {"uid": user_id, "lim": limit + 1}
+    params.update(_sql.search_terms(tx.pg, parsed.phrases, parsed.prefixes))
+    if cid is not None:
+        params["cid"] = cid
+    if start is not None:
+        params["since"] = start
+    if end is not None:
+        params["until"] = end
+    if after is not None:
+        params["score"], params["kind"], params["hit_id"] = after
+    rows = _read(tx, stmt, params)
+    hits = [_search_hit(r) for r in rows[:limit]]
+    has_more = len(rows) > limit
+    next_cursor = None
+    if has_more:
+        last = rows[limit - 1]
+        next_cursor = _sql.encode_search_cursor(last["score"], last["kind"], last["hit_id"])
+    return Page(data=hits, has_more=has_more, next_cursor=next_cursor)
+
+
+def _search_hit(row: dict[str, Any]) -> SearchHit:
+    message = None
+    if row["m_id"] is not None:
+        message = _message([row[f] for f in _sql.SEARCH_FIELDS])
+    return construct_trusted(
+        SearchHit,
+        {
+            "kind": _sql.SEARCH_KINDS[row["kind"]],
+            "conversation_id": row["conversation_id"],
+            "conversation_title": row["conversation_title"],
+            "message": message,
+            "snippet": row["snippet"] or "",
+            "rank": float(row["score"]),
+        },
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Delete,
+    Float,
     Insert,
     Integer,
     Select,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     TextClause,
     Update,
     bindparam,
+    column,
     delete,
     func,
     insert,
@@ -40,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
 
@@ -712,3 +715,202 @@ def sqlite_table_sizes() -> TextClause:
 
 def pg_database_size() -> TextClause:
     return text("SELECT pg_database_size(current_database())")
+
+
+# ------------------------------------------------------------------ full-text search
+
+#: Around each match in a snippet.
+HIGHLIGHT = "**"
+_HEADLINE_OPTIONS = f"StartSel={HIGHLIGHT}, StopSel={HIGHLIGHT}, MaxWords=24, MinWords=8"
+#: Hit kinds in the order ties are broken (a title before its conversation's messages).
+SEARCH_KINDS = ("title", "message")
+SEARCH_FIELDS = tuple(f"m_{c.key}" for c in MESSAGE_COLUMNS)
+
+# Rank on SQLite: the matches in the text (FTS5's highlight() marks each one), saturating
+# and damped by length, as BM25 does, but without BM25's collection statistics (document
+# frequencies, average length): those count every user's rows, and one user's ranks must
+# not depend on another's messages. PostgreSQL's ts_rank_cd already looks at one text only.
+_SQLITE_MATCHES = "(length({h}) - length(replace({h}, char(1), '')))"
+
+
+def _sqlite_rank(fts: str, text_col: str) -> str:
+    h = f"highlight({fts}, 0, char(1), '')"
+    n = _SQLITE_MATCHES.format(h=h)
+    return f"({n} * 1.0 / ({n} + 1.0 + length({text_col}) / 500.0))"
+
+
+def _search_filters(
+    alias: str, time_col: str, *, conversation: bool, since: bool, until: bool
+) -> str:
+    parts = []
+    if conversation:
+        parts.append(f" AND {alias}.{'id' if alias == 'c' else 'conversation_id'} = :cid")
+    if since:
+        parts.append(f" AND {alias}.{time_col} >= :since")
+    if until:
+        parts.append(f" AND {alias}.{time_col} < :until")
+    return "".join(parts)
+
+
+@cache
+def search_query(
+    pg: bool,
+    config: str,
+    *,
+    phrases: bool,
+    prefixes: bool,
+    conversation: bool,
+    roles: tuple[str, ...] | None,
+    since: bool,
+    until: bool,
+    paged: bool,
+) -> TextualSelect:
+    """One page of a user's search hits, best first; the snippets for that page only.
+
+    Every branch is filtered by ``user_id`` before anything is ranked or counted. Params:
+    ``uid``, ``lim``, the query (PostgreSQL: ``w`` websearch text and/or ``p`` prefix
+    tsquery; SQLite: ``q``, an FTS5 query of quoted phrases), and as flagged ``cid``,
+    ``since``, ``until`` and the cursor's ``score``, ``kind``, ``hit_id``. ``roles`` (a
+    sorted tuple of valid role names, written into the SQL) leaves title hits out.
+    """
+    mfilter = _search_filters(
+        "m", "created_at", conversation=conversation, since=since, until=until
+    )
+    if roles is not None:
+        mfilter += " AND m.role IN ({})".format(", ".join(f"'{r}'" for r in roles))
+    cfilter = _search_filters(
+        "c", "updated_at", conversation=conversation, since=since, until=until
+    )
+    kind_message, kind_title = SEARCH_KINDS.index("message"), SEARCH_KINDS.index("title")
+    if pg:
+        cfg = f"'{config}'::regconfig"
+        parts = [f"websearch_to_tsquery({cfg}, :w)"] * phrases + [f"to_tsquery({cfg}, :p)"] * (
+            prefixes
+        )
+        title_vector = f"to_tsvector({cfg}, coalesce(c.title, ''))"
+        head = f"WITH q AS MATERIALIZED (SELECT {' && '.join(parts)} AS query),"
+        message_hits = f"""
+  SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
+         CAST(ts_rank_cd(m.search_vector, q.query) AS DOUBLE PRECISION) AS score
+    FROM messages AS m, q
+   WHERE m.user_id = :uid AND m.search_vector @@ q.query{mfilter}"""
+        title_hits = f"""
+  SELECT {kind_title}, c.id, c.id,
+         CAST(ts_rank_cd({title_vector}, q.query) AS DOUBLE PRECISION)
+    FROM conversations AS c, q
+   WHERE c.user_id = :uid AND {title_vector} @@ q.query{cfilter}"""
+        snippet = f"""CASE page.kind
+           WHEN {kind_message} THEN ts_headline({cfg}, m.content, q.query, '{_HEADLINE_OPTIONS}')
+           ELSE ts_headline({cfg}, c.title, q.query, '{_HEADLINE_OPTIONS}') END"""
+        joins = "CROSS JOIN q"
+    else:
+        head = "WITH"
+        message_hits = f"""
+  SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
+         {_sqlite_rank("messages_fts", "m.content")} AS score
+    FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
+   WHERE messages_fts MATCH :q AND m.user_id = :uid{mfilter}"""
+        title_hits = f"""
+  SELECT {kind_title}, c.id, c.id, {_sqlite_rank("conversations_fts", "c.title")}
+    FROM conversations_fts JOIN conversations AS c ON c.id = conversations_fts.rowid
+   WHERE conversations_fts MATCH :q AND c.user_id = :uid{cfilter}"""
+        snippet = f"""CASE page.kind
+           WHEN {kind_message} THEN (SELECT snippet(messages_fts, 0, '{HIGHLIGHT}',
+                '{HIGHLIGHT}', '…', 16) FROM messages_fts
+                WHERE messages_fts MATCH :q AND messages_fts.rowid = page.hit_id)
+           ELSE (SELECT snippet(conversations_fts, 0, '{HIGHLIGHT}', '{HIGHLIGHT}', '…', 16)
+                FROM conversations_fts
+                WHERE conversations_fts MATCH :q AND conversations_fts.rowid = page.hit_id)
+           END"""
+        joins = ""
+    hits = message_hits if roles is not None else f"{message_hits}\n  UNION ALL{title_hits}"
+    # Best first; ties by kind, then newest id: (-score, kind, -id) ascending.
+    after = " WHERE (-score, kind, -hit_id) > (-:score, :kind, -:hit_id)" if paged else ""
+    message_cols = ", ".join(f"m.{c.name} AS m_{c.key}" for c in MESSAGE_COLUMNS)
+    sql = f"""{head}
+hits AS ({hits}
+),
+page AS (
+  SELECT kind, hit_id, cid, score FROM hits{after}
+   ORDER BY score DESC, kind, hit_id DESC
+   LIMIT :lim
+)
+SELECT page.kind, page.score, page.hit_id, c.id AS conversation_id,
+       c.title AS conversation_title, {message_cols},
+       {snippet} AS snippet
+  FROM page {joins}
+  JOIN conversations AS c ON c.id = page.cid AND c.user_id = :uid
+  LEFT JOIN messages AS m ON m.id = CASE page.kind WHEN {kind_message} THEN page.hit_id
+       ELSE (SELECT n.id FROM messages AS n WHERE n.conversation_id = page.cid
+              ORDER BY n.position DESC LIMIT 1) END
+ ORDER BY page.score DESC, page.kind, page.hit_id DESC"""
+    binds: list[BindParameter[Any]] = [
+        bindparam("uid", type_=String()),
+        bindparam("lim", type_=Integer()),
+        bindparam("cid", type_=BigInteger()),
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("until", type_=UTCDateTime()),
+        bindparam("score", type_=Float()),
+        bindparam("kind", type_=Integer()),
+        bindparam("hit_id", type_=BigInteger()),
+        bindparam("w", type_=Text()),
+        bindparam("p", type_=Text()),
+        bindparam("q", type_=Text()),
+    ]
+    used = [b for b in binds if f":{b.key}" in sql]
+    return (
+        text(sql)
+        .bindparams(*used)
+        .columns(
+            # Untyped numbers come back as the driver reads them (psycopg: float for
+            # DOUBLE PRECISION; SQLAlchemy's Float would insist on knowing the column type).
+            column("kind"),
+            column("score"),
+            column("hit_id"),
+            column("conversation_id"),
+            column("conversation_title", String()),
+            *(column(f"m_{c.key}", c.type) for c in MESSAGE_COLUMNS),
+            column("snippet", Text()),
+        )
+    )
+
+
+def search_terms(pg: bool, phrases: Sequence[str], prefixes: Sequence[str]) -> dict[str, str]:
+    """The query parameters for :func:`search_query`, from parsed (already safe) parts.
+
+    Nothing the user typed is read as syntax: PostgreSQL gets every phrase quoted for
+    ``websearch_to_tsquery`` (which never raises; phrases hold no ``"``) and prefixes, which
+    are letters and digits only, as ``'tok':*``; SQLite gets FTS5 strings ``"..."`` with
+    any ``"`` doubled (prefixes as ``"tok"*``), all of which must match.
+    """
+    if pg:
+        params = {}
+        if phrases:
+            params["w"] = " ".join(f'"{p}"' for p in phrases)
+        if prefixes:
+            params["p"] = " & ".join(f"'{p}':*" for p in prefixes)
+        return params
+    quoted = ['"{}"'.format(p.replace('"', '""')) for p in phrases]
+    quoted += ['"{}"*'.format(p.replace('"', '""')) for p in prefixes]
+    return {"q": " ".join(quoted)}
+
+
+def encode_search_cursor(score: float, kind: int, hit_id: int) -> str:
+    raw = json.dumps([score, kind, hit_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_search_cursor(cursor: str) -> tuple[float, int, int]:
+    """Parse an opaque search cursor; a tampered one is a validation error."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        score, kind, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            raise ValueError
+        if not math.isfinite(score) or isinstance(kind, bool) or kind not in (0, 1):
+            raise ValueError
+        if isinstance(ident, bool) or not isinstance(ident, int) or not -(2**63) <= ident < 2**63:
+            raise ValueError
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError("cursor", "is not a cursor returned by this API") from None
+    return float(score), int(kind), ident

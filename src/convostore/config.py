@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         "unset: convostore keeps its own `convostore_users`.",
     )
 
+    search_config: str = Field(
+        default="simple",
+        pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$",
+        validation_alias="CONVOSTORE_SEARCH_CONFIG",
+        description="PostgreSQL text-search configuration of full-text search (`simple`: "
+        "every language alike, no stemming). Read when the search migration builds the "
+        "index and when searching: set it before migrating (`db verify` checks they match).",
+    )
+
     @field_validator("users_table", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from convostore._ddl import MESSAGES_FTS, TITLES_FTS
 from convostore.config import get_settings, normalize_url
 from convostore.errors import ConfigurationError, require_extra
 
@@ -96,6 +97,7 @@ def configure_engine(engine: Engine) -> Engine:
             # FULL: the WAL is fsynced at every commit, so an acknowledged write survives
             # power loss (NORMAL only at checkpoints); CONVOSTORE_SQLITE_SYNCHRONOUS.
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        _open_search_tables(cursor)
         cursor.close()
         record.info[_CONFIGURED] = True
 
@@ -139,6 +141,22 @@ def driver_error(conn: Connection, statement: str, params: Any, exc: Exception) 
     directly: the stores then translate it in their one place."""
     dbapi_error = conn.dialect.loaded_dbapi.Error
     return sa_exc.DBAPIError.instance(statement, params, exc, dbapi_error)
+
+
+def _open_search_tables(cursor: Any) -> None:
+    """Make SQLite open the FTS5 tables now, outside any transaction.
+
+    FTS5 reads its configuration the first time a connection prepares a statement that
+    touches the table (a write to ``messages`` does, through its trigger). Inside a deferred
+    ``BEGIN`` (an ORM session's, a host's own) that read would start a read snapshot before
+    the write lock is taken, and a concurrent writer's commit meanwhile makes the write fail
+    at once with "database is locked" (SQLITE_BUSY_SNAPSHOT; no busy timeout helps).
+    """
+    for table in (MESSAGES_FTS, TITLES_FTS):
+        try:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE rowid = 0")
+        except sqlite3.Error:  # not migrated (yet): nothing to open
+            continue
 
 
 def _replace_if_closed(dbapi_connection: Any, record: Any, _proxy: Any) -> None:

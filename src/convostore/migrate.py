@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import CheckConstraint, MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from convostore import _ddl
 from convostore.db import WRITE_OPTION
 from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
 
@@ -43,9 +44,15 @@ _PG_LOCK_KEY = 0x636F6E766F
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Alembic filter: only convostore's tables (the host app may share the metadata/db)."""
+    """Alembic filter: only convostore's tables (the host app may share the metadata/db).
+
+    The full-text index's column and GIN index (PostgreSQL) are made by raw DDL, outside
+    the models (see :mod:`convostore._ddl`); ``db verify`` checks them instead.
+    """
     if type_ == "table":
         return name in TABLES
+    if type_ in ("column", "index") and name in (_ddl.SEARCH_VECTOR, _ddl.SEARCH_INDEX):
+        return False
     table = getattr(obj, "table", None)
     return table is None or table.name in TABLES
 
@@ -60,7 +67,7 @@ def exclude_convostore(
     which ``convostore db upgrade`` migrates on its own version table.
     """
     if type_ == "table":
-        return name not in TABLES and name != VERSION_TABLE
+        return name not in TABLES and name != VERSION_TABLE and not _ddl.is_search_table(name)
     table = getattr(obj, "table", None)
     return table is None or table.name not in TABLES
 

@@ -235,7 +235,12 @@ def schema_metadata(conn: Any) -> MetaData:
 
 
 def _create_triggers(target: Table, connection: Any, **kw: Any) -> None:
-    for statement in _ddl.create_statements(connection.dialect.name, own_users=OWNS_USERS):
+    dialect = connection.dialect.name
+    statements = _ddl.create_statements(dialect, own_users=OWNS_USERS)
+    # The full-text index (migration 0003): a column and index outside the models on
+    # PostgreSQL, FTS5 tables on SQLite.
+    statements += _ddl.search_create_statements(dialect, config=get_settings().search_config)
+    for statement in statements:
         connection.execute(text(statement))
 
 
@@ -243,6 +248,10 @@ def _drop_functions(target: Table, connection: Any, **kw: Any) -> None:
     # Triggers go with their tables; PostgreSQL's trigger functions would stay behind.
     for statement in _ddl.drop_statements(connection.dialect.name):
         if statement.startswith("DROP FUNCTION"):
+            connection.execute(text(statement))
+    if connection.dialect.name == "sqlite":
+        # FTS5 tables are tables of their own: they outlive the one they index.
+        for statement in _ddl.search_drop_statements("sqlite"):
             connection.execute(text(statement))
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "MessagePublic",
     "Order",
     "Page",
+    "SearchHit",
+    "SearchQuery",
 ]
 
 T = TypeVar("T")
@@ -157,6 +159,23 @@ class Page(BaseModel, Generic[T]):
     data: list[T]
     has_more: bool
     next_cursor: str | None = None
+
+
+class SearchHit(BaseModel):
+    """One full-text search result.
+
+    ``kind`` is ``"message"`` (``message`` matched) or ``"title"`` (the conversation's title
+    matched; ``message`` is then its newest message, ``None`` if it has none). ``snippet``
+    is a short extract of the matching text with each match between ``**``; ``rank``
+    orders hits (higher is more relevant) and depends only on the text and the query.
+    """
+
+    kind: Literal["message", "title"]
+    conversation_id: int
+    conversation_title: str | None
+    message: MessagePublic | None
+    snippet: str
+    rank: float
 
 
 # --------------------------------------------------------------------------- validation
@@ -429,3 +448,58 @@ def construct_all(cls: type[_Model], records: Iterable[dict[str, Any]]) -> list[
         set_private(obj, None)
         out.append(obj)
     return out
+
+
+# ------------------------------------------------------------------------ full-text search
+
+#: Longest search query accepted (characters).
+MAX_QUERY_LENGTH = 1000
+# A "quoted phrase" (closing quote optional) or a run of non-space characters.
+_QUERY_CHUNK = re.compile(r'"([^"]*)"?|([^\s"]+)')
+# Word characters without the underscore: letters (any script) and digits.
+_WORDISH = re.compile(r"[^\W_]")
+_PREFIX = re.compile(r"[^\W_]+")
+
+
+class SearchQuery(BaseModel):
+    """A user's search text, parsed into parts no search engine reads as syntax.
+
+    Every whitespace-separated word, or ``"quoted phrase"``, must match (AND); a word ending
+    in ``*`` matches as a prefix. Parts with no letter or digit (punctuation, emoji) are
+    dropped; a query with no part left matches nothing. Each database then tokenizes the
+    parts with its own rules (PostgreSQL's text-search parser, SQLite's ``unicode61``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    phrases: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.phrases and not self.prefixes
+
+
+def parse_search_query(query: str, field: str = "query") -> SearchQuery:
+    """Validate a search text (string, at most :data:`MAX_QUERY_LENGTH` characters, no NUL
+    or control characters, valid Unicode) and split it into a :class:`SearchQuery`."""
+    if not isinstance(query, str):
+        raise ValidationError(field, "must be a string")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ValidationError(
+            field, f"must be at most {MAX_QUERY_LENGTH} characters (got {len(query)})"
+        )
+    check_text(field, query)
+    if any(ord(c) < 32 and c not in "\t\n\r" or 0x7F <= ord(c) < 0xA0 for c in query):
+        raise ValidationError(field, "must not contain control characters")
+    phrases: list[str] = []
+    prefixes: list[str] = []
+    for match in _QUERY_CHUNK.finditer(query):
+        quoted, bare = match.groups()
+        if bare is not None and bare.endswith("*") and _PREFIX.fullmatch(bare.rstrip("*")):
+            prefixes.append(bare.rstrip("*"))
+            continue
+        part = " ".join((quoted if quoted is not None else bare).split())
+        if _WORDISH.search(part):
+            phrases.append(part)
+    return SearchQuery(phrases=tuple(phrases), prefixes=tuple(prefixes))

@@ -228,6 +228,7 @@ class _Base:
             max_content_length=max_content_length or get_settings().max_content_length,
             auto_title=auto_title,
             token_counter=token_counter or approximate_tokens,
+            search_config=get_settings().search_config,
         )
 
 
@@ -289,6 +290,7 @@ class Store(_Base):
     get_history = _sync(_ops.get_history)
     pop_message = _sync(_ops.pop_message)
     delete_messages_after = _sync(_ops.delete_messages_after)
+    search = _sync(_ops.search)
 
 
 class AsyncStore(_Base):
@@ -417,3 +419,4 @@ class AsyncStore(_Base):
     get_history = _async(_ops.get_history)
     pop_message = _async(_ops.pop_message)
     delete_messages_after = _async(_ops.delete_messages_after)
+    search = _async(_ops.search)

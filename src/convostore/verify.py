@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import column, delete, func, inspect, select
+from sqlalchemy import column, delete, func, inspect, select, text
 from sqlalchemy import table as sql_table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from convostore import _ddl, _sql
+from convostore.config import get_settings
 from convostore.migrate import TABLES
 from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
 from convostore.types import utcnow
@@ -88,10 +89,88 @@ def _structure(conn: Connection) -> list[Check]:
     live_triggers = _ddl.live_triggers(conn)
     for name in _ddl.trigger_names(own_users=OWNS_USERS):
         checks.append(Check(f"trigger {name}", name in live_triggers))
+    if "messages" in present:
+        checks += _search_structure(conn, present)
     if conn.dialect.name == "sqlite":
         enabled = conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         checks.append(Check("sqlite foreign_keys pragma", enabled, "on" if enabled else "off"))
     return checks
+
+
+def _search_structure(conn: Connection, present: set[str]) -> list[Check]:
+    """The full-text index exists, matches the configuration, and covers every row."""
+    if conn.dialect.name == "postgresql":
+        want = get_settings().search_config
+        got = _ddl.pg_search_config(conn)
+        detail = "missing" if got is None else f"config {got}"
+        if got is not None and got != want:
+            detail += f", but CONVOSTORE_SEARCH_CONFIG is {want}"
+        indexes = {i["name"] for i in inspect(conn).get_indexes("messages")}
+        return [
+            Check(f"search column messages.{_ddl.SEARCH_VECTOR}", got == want, detail),
+            Check(f"search index {_ddl.SEARCH_INDEX}", _ddl.SEARCH_INDEX in indexes),
+        ]
+    if conn.dialect.name != "sqlite":
+        return []
+    checks = []
+    live_triggers = _ddl.live_triggers(conn)
+    for fts, table in ((_ddl.MESSAGES_FTS, "messages"), (_ddl.TITLES_FTS, "conversations")):
+        if fts not in present:
+            checks.append(Check(f"search table {fts}", False, "missing"))
+            continue
+        # An external-content index holds one docsize row per indexed row.
+        indexed, rows = conn.exec_driver_sql(
+            f"SELECT (SELECT count(*) FROM {fts}_docsize), (SELECT count(*) FROM {table})"
+        ).one()
+        detail = f"{indexed} of {rows} rows indexed"
+        if indexed != rows:
+            detail += f"; rebuild: INSERT INTO {fts} ({fts}) VALUES ('rebuild')"
+        checks.append(Check(f"search table {fts}", indexed == rows, detail))
+    for name in _ddl.search_trigger_names("sqlite"):
+        checks.append(Check(f"trigger {name}", name in live_triggers))
+    return checks
+
+
+_PROBE_WORD = "convostoreverifyprobe"
+
+
+def _search_probe(conn: Connection, conv_id: int, user: str, now: Any) -> Check:
+    """A new message is found by the index at once, and gone from it once deleted."""
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        config = get_settings().search_config
+        found_sql = (
+            f"SELECT count(*) FROM messages WHERE id = :id AND {_ddl.SEARCH_VECTOR}"
+            f" @@ websearch_to_tsquery('{config}'::regconfig, '{_PROBE_WORD}')"
+        )
+    else:
+        found_sql = (
+            f"SELECT count(*) FROM {_ddl.MESSAGES_FTS} WHERE rowid = :id"
+            f" AND {_ddl.MESSAGES_FTS} MATCH '\"{_PROBE_WORD}\"'"
+        )
+    try:
+        with conn.begin_nested():
+            msg_id = conn.execute(
+                _sql.M.insert()
+                .values(
+                    conversation_id=conv_id,
+                    user_id=user,
+                    position=1000,
+                    role="assistant",
+                    content=f"probe {_PROBE_WORD}",
+                    created_at=now,
+                )
+                .returning(_sql.M.c.id)
+            ).scalar_one()
+            found = conn.execute(text(found_sql), {"id": msg_id}).scalar_one()
+            conn.execute(delete(_sql.M).where(_sql.M.c.id == msg_id))
+            left = conn.execute(text(found_sql), {"id": msg_id}).scalar_one()
+    except DBAPIError as exc:
+        return Check("search index follows inserts and deletes", False, type(exc.orig).__name__)
+    ok = found == 1 and left == 0
+    return Check(
+        "search index follows inserts and deletes", ok, f"found {found}, after delete {left}"
+    )
 
 
 def _rejected(conn: Connection, name: str, action: Callable[[], Any]) -> Check:
@@ -162,6 +241,7 @@ def _behaviour(conn: Connection) -> list[Check]:
     ]
     message(conv_id)
     checks.append(_rejected(conn, "duplicate position", lambda: message(conv_id)))
+    checks.append(_search_probe(conn, conv_id, probe, now))
 
     def count(table: Any, where: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())

@@ -262,3 +262,29 @@ async def test_scale_run_in_tiny_steps(bench_db: Database, tmp_path: Path) -> No
         assert all(text.startswith("Limit") for text in plans["postgresql"].values())
     plot(points, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_search_workload_runs_and_checks_pass(
+    bench_db: Database, backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """S1 (search vs LIKE, with its answers checked) and S2 (write overhead), tiny."""
+    from benchmarks.search import SearchPlan, load, search_latency, write_overhead
+
+    plan = SearchPlan.tiny()
+    owned = load(bench_db, plan)
+    assert owned == plan.total_messages // plan.user_share
+    rows = search_latency(bench_db, plan, owned)
+    assert {r["subject"] for r in rows} == {"convostore search", "LIKE scan"}
+    assert all(r["n"] == plan.reps and r["median_ms"] > 0 for r in rows)
+    if backend == "sqlite":
+        other = migrated(Database("sqlite", f"sqlite:///{tmp_path / 'b.db'}", tmp_path / "b.db"))
+    else:
+        factory: Callable[[str], str] = request.getfixturevalue("pg_database")
+        other = migrated(Database("postgresql", factory("convostore_bench_smoke_nofts")))
+    overhead = write_overhead(bench_db, other, plan)
+    assert {(r["workload"], r["subject"]) for r in overhead} == {
+        (f"S2 {w}", s)
+        for w in ("W1 append one", f"W2 batch of {plan.w2_batch}")
+        for s in ("with index", "without index")
+    }
+    assert parse_args(["--search", "--max-rows", "5000"]).search

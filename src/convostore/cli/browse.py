@@ -1,4 +1,4 @@
-"""``convostore conversations list`` and ``convostore messages show``: look at stored data."""
+"""``convostore conversations list``, ``messages show`` and ``search``: look at stored data."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from convostore._sql import HIGHLIGHT
 from convostore.cli._common import DatabaseUrl, console, friendly_errors
 from convostore.store import Store
 
@@ -80,3 +81,54 @@ def show_messages(
     console.print(table)
     if page.next_cursor:
         console.print(f"more: --after {page.next_cursor}")
+
+
+def _highlighted(snippet: str) -> Text:
+    """The snippet with each ``**match**`` in bold (as text, never as rich markup)."""
+    out = Text()
+    for i, part in enumerate(snippet.split(HIGHLIGHT)):
+        out.append(part, style="bold yellow" if i % 2 else "")
+    return out
+
+
+def search(
+    query: Annotated[str, typer.Argument(help='Words (all must match), "a phrase", word*.')],
+    user: User,
+    conversation: Annotated[
+        int | None, typer.Option("--conversation", help="Only this conversation.")
+    ] = None,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="Only messages of this role (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Page size.")] = 20,
+    after: Annotated[
+        str | None, typer.Option(help="Cursor printed at the end of the previous page.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Full-text search over USER's messages and conversation titles, best match first."""
+    with friendly_errors(), Store(database_url) as store:
+        page = store.search(
+            user, query, conversation_id=conversation, roles=role, limit=limit, cursor=after
+        )
+    table = Table(title=f"search of {user}: {query}")
+    for col in ("conversation", "#", "role", "match", "rank"):
+        table.add_column(col, justify="right" if col in ("#", "rank") else "left")
+    for hit in page.data:
+        where = Text(f"{hit.conversation_id} {_short(hit.conversation_title or '', 40)}")
+        if hit.kind == "title":
+            table.add_row(where, "", "title", _highlighted(hit.snippet), f"{hit.rank:.3f}")
+        else:
+            assert hit.message is not None
+            table.add_row(
+                where,
+                str(hit.message.position),
+                hit.message.role,
+                _highlighted(hit.snippet),
+                f"{hit.rank:.3f}",
+            )
+    console.print(table)
+    if not page.data:
+        console.print("no matches")
+    if page.next_cursor:
+        console.print(f"more: --after {page.next_cursor}", soft_wrap=True)

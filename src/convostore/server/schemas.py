@@ -21,6 +21,7 @@ from convostore.schemas import (
     MessageCreate,
     MessagePublic,
     Page,
+    SearchHit,
 )
 
 __all__ = [
@@ -105,6 +106,10 @@ class ConversationList(Page[ConversationPublic]):
 class MessageList(Page[MessagePublic]):
     """A page of messages by position; ``next_cursor`` is the position to pass as
     ``after`` (order=asc) or ``before`` (order=desc)."""
+
+
+class SearchResults(Page[SearchHit]):
+    """Search hits, best first; pass ``next_cursor`` as ``after`` for the next page."""
 
 
 class MessagesDeleted(BaseModel):
