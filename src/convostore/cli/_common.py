@@ -26,6 +26,9 @@ DatabaseUrl = Annotated[
     ),
 ]
 
+#: The cursor of a paged listing, as the previous page printed it.
+After = Annotated[str | None, typer.Option(help="Cursor printed at the end of the previous page.")]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convostore._sql import HIGHLIGHT
-from convostore.cli._common import DatabaseUrl, console, friendly_errors
+from convostore.cli._common import After, DatabaseUrl, console, friendly_errors
 from convostore.store import Store
 
 conversations_app = typer.Typer(help="Inspect conversations.", no_args_is_help=True)
@@ -27,9 +27,7 @@ def _short(text: str, width: int = PREVIEW) -> str:
 def list_conversations(
     user: User,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Page size.")] = 20,
-    after: Annotated[
-        str | None, typer.Option(help="Cursor printed at the end of the previous page.")
-    ] = None,
+    after: After = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """List USER's conversations, most recently active first."""
@@ -101,9 +99,7 @@ def search(
         list[str] | None, typer.Option("--role", help="Only messages of this role (repeatable).")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Page size.")] = 20,
-    after: Annotated[
-        str | None, typer.Option(help="Cursor printed at the end of the previous page.")
-    ] = None,
+    after: After = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Full-text search over USER's messages and conversation titles, best match first."""

@@ -1,18 +1,27 @@
-"""Dependency aliases for routes: ``StoreDep`` (the app's AsyncStore), ``CurrentUser``."""
+"""Dependency aliases for routes: ``StoreDep`` (the app's AsyncStore), ``CurrentUser``, and the
+query parameters several routes share (``AfterCursor``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from convostore.errors import ValidationError
+from convostore.schemas import MAX_CURSOR_LENGTH
 from convostore.server.auth import bearer_scheme, user_from
 from convostore.server.errors import ApiError
 from convostore.store import AsyncStore
 
-__all__ = ["CurrentUser", "StoreDep", "get_current_user", "get_store", "reject_unknown_query"]
+__all__ = [
+    "AfterCursor",
+    "CurrentUser",
+    "StoreDep",
+    "get_current_user",
+    "get_store",
+    "reject_unknown_query",
+]
 
 
 def get_store(request: Request) -> AsyncStore:
@@ -49,3 +58,12 @@ def reject_unknown_query(request: Request) -> None:
 
 StoreDep = Annotated[AsyncStore, Depends(get_store)]
 CurrentUser = Annotated[str, Depends(get_current_user)]
+#: The keyset cursor of a paged listing: the previous page's ``next_cursor``.
+AfterCursor = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_CURSOR_LENGTH,
+        description="The `next_cursor` of the previous page.",
+    ),
+]

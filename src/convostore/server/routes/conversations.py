@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from convostore._ops import MAX_CONVERSATION_PAGE
-from convostore.schemas import MAX_CURSOR_LENGTH, ConversationPublic
-from convostore.server.deps import CurrentUser, StoreDep
+from convostore.schemas import ConversationPublic
+from convostore.server.deps import AfterCursor, CurrentUser, StoreDep
 from convostore.server.errors import responses
 from convostore.server.schemas import (
     ConversationCreate,
@@ -55,14 +55,7 @@ async def list_conversations(
     user: CurrentUser,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_CONVERSATION_PAGE, description="Page size.")] = 20,
-    after: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=MAX_CURSOR_LENGTH,
-            description="The `next_cursor` of the previous page.",
-        ),
-    ] = None,
+    after: AfterCursor = None,
 ) -> ConversationList:
     """The caller's conversations, most recently active first (keyset pagination)."""
     page = await store.list_conversations(user, limit=limit, cursor=after)

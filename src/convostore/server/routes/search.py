@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from convostore._ops import MAX_SEARCH_PAGE
 from convostore.errors import ValidationError
-from convostore.schemas import MAX_CURSOR_LENGTH, MAX_QUERY_LENGTH, RoleName
-from convostore.server.deps import CurrentUser, StoreDep
+from convostore.schemas import MAX_QUERY_LENGTH, RoleName
+from convostore.server.deps import AfterCursor, CurrentUser, StoreDep
 from convostore.server.errors import responses
 from convostore.server.routes.conversations import MAX_ID
 from convostore.server.schemas import SearchResults
@@ -45,14 +45,7 @@ async def search(
         datetime | None, Query(description="Only messages created before (UTC if naive).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_PAGE, description="Page size.")] = 20,
-    after: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=MAX_CURSOR_LENGTH,
-            description="The `next_cursor` of the previous page.",
-        ),
-    ] = None,
+    after: AfterCursor = None,
 ) -> SearchResults:
     """The caller's best matching messages (and conversation titles) first.
 
