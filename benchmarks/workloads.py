@@ -468,43 +468,27 @@ async def w6_concurrent(
 ) -> dict[str, Measurement]:
     """W6: ``w6_writers`` concurrent writers x ``w6_per_writer`` appends into one
     conversation; the time of the whole run (throughput = messages / time)."""
-    user = "bench-w6"
-    k, per = plan.w6_writers, plan.w6_per_writer
-    out: dict[str, Measurement] = {}
-    runnable = [s for s in subjects if "W6" in s.supports]
-    for s in runnable:
-        out[s.name] = Measurement("W6", backend, s.name, items=k * per, note=s.note)
-    order = list(runnable)
-    rng = random.Random(6)
-    for rep in range(plan.w6_reps + 1):  # the first repetition is a warm-up
-        rng.shuffle(order)
-        for s in order:
-            m = out[s.name]
-            if m.error is not None:
-                continue
-            try:
-                elapsed = await _w6_once(s, user, k, per, f"r{rep}")
-            except Exception as exc:
-                m.error = _describe(exc)
-                continue
-            if rep:
-                m.samples_ns.append(elapsed)
-    return out
+    return await _concurrent(subjects, plan, backend, "W6", shared=True)
 
 
 async def w8_concurrent_many(
     subjects: list[Subject], plan: Plan, backend: str
 ) -> dict[str, Measurement]:
-    """W8: ``w6_writers`` concurrent writers x ``w6_per_writer`` appends, each writer into
-    its own conversation (the common case); the time of the whole run."""
-    user = "bench-w8"
+    """W8: as W6, but each writer appends into its own conversation (the common case)."""
+    return await _concurrent(subjects, plan, backend, "W8", shared=False)
+
+
+async def _concurrent(
+    subjects: list[Subject], plan: Plan, backend: str, workload: str, *, shared: bool
+) -> dict[str, Measurement]:
+    user = f"bench-{workload.lower()}"
     k, per = plan.w6_writers, plan.w6_per_writer
     out: dict[str, Measurement] = {}
-    runnable = [s for s in subjects if "W8" in s.supports]
+    runnable = [s for s in subjects if workload in s.supports]
     for s in runnable:
-        out[s.name] = Measurement("W8", backend, s.name, items=k * per, note=s.note)
+        out[s.name] = Measurement(workload, backend, s.name, items=k * per, note=s.note)
     order = list(runnable)
-    rng = random.Random(8)
+    rng = random.Random(int(workload[1:]))
     for rep in range(plan.w6_reps + 1):  # the first repetition is a warm-up
         rng.shuffle(order)
         for s in order:
@@ -512,7 +496,7 @@ async def w8_concurrent_many(
             if m.error is not None:
                 continue
             try:
-                elapsed = await _w6_once(s, user, k, per, f"r{rep}", shared=False)
+                elapsed = await _w6_once(s, user, k, per, f"r{rep}", shared=shared)
             except Exception as exc:
                 m.error = _describe(exc)
                 continue

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy.engine import Connection, Row
@@ -539,16 +539,31 @@ def last_messages(tx: Tx, user_id: str, conversation_id: int, n: int) -> list[Me
     return rows
 
 
-def _newest_first(
-    tx: Tx, user_id: str, conversation_id: int, chunk: int
-) -> Iterator[MessagePublic]:
+class _WindowRow(NamedTuple):
+    """What the history window reads of a message (``_sql.WINDOW_COLUMNS``, in order):
+    a tuple, not a model, since the window returns chat dicts and never the row."""
+
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    position: int
+
+
+def _newest_first(tx: Tx, user_id: str, conversation_id: int, chunk: int) -> Iterator[_WindowRow]:
     before: int | None = None
     while True:
-        rows = _select(tx, user_id, conversation_id, before=before, descending=True, limit=chunk)
-        yield from rows
-        if len(rows) < chunk:
+        stmt, params = _sql.messages_params(
+            user_id, conversation_id, before=before, descending=True, limit=chunk, window=True
+        )
+        query, rows = _driver_execute(tx, stmt, params)
+        if not rows and before is None:
+            _require_conversation(tx, user_id, conversation_id)  # empty, or not theirs?
+        page = list(map(_WindowRow._make, query.tuples(rows)))
+        yield from page
+        if len(page) < chunk:
             return
-        before = rows[-1].position
+        before = page[-1].position
 
 
 @operation(Mode.READ)

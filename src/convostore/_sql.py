@@ -457,13 +457,21 @@ def message_rows(
     ]
 
 
+#: What the model's history window needs of a message (``get_history``): the chat format,
+#: and the position to page on.
+WINDOW_COLUMNS = (M.c.role, M.c.content, M.c.tool_calls, M.c.tool_call_id, M.c.position)
+
+
 @cache
-def messages_query(*, after: bool, before: bool, descending: bool, limited: bool) -> Select[Any]:
+def messages_query(
+    *, after: bool, before: bool, descending: bool, limited: bool, window: bool = False
+) -> Select[Any]:
     """A conversation's messages by position: an index range scan on (conversation_id, position).
 
-    Params: ``cid``, ``uid`` and, as flagged, ``after``, ``before``, ``lim``.
+    Params: ``cid``, ``uid`` and, as flagged, ``after``, ``before``, ``lim``. ``window``
+    selects only :data:`WINDOW_COLUMNS` (same rows, same scan).
     """
-    stmt = select(*MESSAGE_COLUMNS).where(
+    stmt = select(*(WINDOW_COLUMNS if window else MESSAGE_COLUMNS)).where(
         M.c.conversation_id == bindparam("cid", type_=BigInteger()),
         M.c.user_id == bindparam("uid", type_=String()),
     )
@@ -485,6 +493,7 @@ def messages_params(
     before: int | None = None,
     descending: bool = False,
     limit: int | None = None,
+    window: bool = False,
 ) -> tuple[Select[Any], dict[str, Any]]:
     """The prebuilt statement for these options, and its parameters."""
     stmt = messages_query(
@@ -492,6 +501,7 @@ def messages_params(
         before=before is not None,
         descending=descending,
         limited=limit is not None,
+        window=window,
     )
     params: dict[str, Any] = {"cid": conversation_id, "uid": user_id}
     if after is not None:
@@ -533,6 +543,19 @@ class CompiledStatement:
 
     def params_many(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         return [self.params(row) for row in rows]
+
+    def tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """Rows as tuples in :attr:`fields` order, converted like SQLAlchemy would."""
+        if not self.converters:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for index, _, convert in self.converters:
+                if (value := values[index]) is not None:
+                    values[index] = convert(value)
+            out.append(values)
+        return out
 
     def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""

@@ -14,11 +14,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from convostore.schemas import ChatMessage, MessagePublic, to_chat_message
+from convostore.schemas import ChatMessage, to_chat_message
 
-__all__ = ["TokenCounter", "approximate_tokens", "select_window"]
+__all__ = ["StoredMessage", "TokenCounter", "approximate_tokens", "select_window"]
+
+
+class StoredMessage(Protocol):
+    """What the window reads of a stored message (a ``StoredMessage`` is one)."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def tool_calls(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def tool_call_id(self) -> str | None: ...
+
 
 #: Counts the tokens of one chat-format message.
 TokenCounter = Callable[[ChatMessage], int]
@@ -39,7 +53,7 @@ def approximate_tokens(message: ChatMessage) -> int:
     return _PER_MESSAGE_OVERHEAD + math.ceil(chars / 4)
 
 
-def _is_call(msg: MessagePublic) -> bool:
+def _is_call(msg: StoredMessage) -> bool:
     return msg.role == "assistant" and bool(msg.tool_calls)
 
 
@@ -51,8 +65,8 @@ def _call_id(call: Any) -> str | None:
 
 
 def _call_unit(
-    calls_newest_first: list[MessagePublic], tools_newest_first: list[MessagePublic]
-) -> list[MessagePublic]:
+    calls_newest_first: list[StoredMessage], tools_newest_first: list[StoredMessage]
+) -> list[StoredMessage]:
     """Adjacent tool-call messages (oldest first), then the results that answer them.
 
     Only the first result for each call is kept: a call is answered once. Results that
@@ -60,7 +74,7 @@ def _call_unit(
     """
     calls = calls_newest_first[::-1]
     ids = {_call_id(c) for m in calls for c in m.tool_calls or ()}
-    results: list[MessagePublic] = []
+    results: list[StoredMessage] = []
     for t in reversed(tools_newest_first):
         if t.tool_call_id in ids:
             ids.discard(t.tool_call_id)
@@ -68,15 +82,15 @@ def _call_unit(
     return calls + results
 
 
-def _units_newest_first(messages: Iterable[MessagePublic]) -> Iterator[list[MessagePublic]]:
+def _units_newest_first(messages: Iterable[StoredMessage]) -> Iterator[list[StoredMessage]]:
     """Group a newest-first stream into units, dropping orphan tool results.
 
     A unit is one plain message, or a run of adjacent assistant tool-call messages with
     the tool results stored right after it: frameworks such as the Agents SDK store
     parallel calls one message each.
     """
-    calls: list[MessagePublic] = []
-    tools: list[MessagePublic] = []
+    calls: list[StoredMessage] = []
+    tools: list[StoredMessage] = []
     for msg in messages:
         if calls and not _is_call(msg):
             yield _call_unit(calls, tools)
@@ -94,7 +108,7 @@ def _units_newest_first(messages: Iterable[MessagePublic]) -> Iterator[list[Mess
         yield _call_unit(calls, tools)
 
 
-def _to_chat(unit: list[MessagePublic]) -> list[ChatMessage]:
+def _to_chat(unit: list[StoredMessage]) -> list[ChatMessage]:
     """Chat format the model API accepts; a unit's calls become one assistant message.
 
     A call with no result (a crashed or still-running tool) is left out, since the API
@@ -120,7 +134,7 @@ def _to_chat(unit: list[MessagePublic]) -> list[ChatMessage]:
 
 
 def select_window(
-    messages_newest_first: Iterable[MessagePublic],
+    messages_newest_first: Iterable[StoredMessage],
     *,
     max_messages: int | None = None,
     max_tokens: int | None = None,
