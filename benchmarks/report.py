@@ -46,6 +46,8 @@ CONVOSTORE = ("convostore", "convostore-async")
 #: Relative difference under which an alternative and convostore count as even.
 TIE = 0.05
 RAW = ("raw psycopg", "raw sqlite3")
+#: The bare floor of the job (second ratio column): not a baseline for the targets.
+FLOOR = ("floor psycopg", "floor sqlite3")
 
 
 def percentile(samples: list[int], q: float) -> float:
@@ -68,6 +70,7 @@ class Row:
     throughput: float | None  # W6/W8: messages per second (from the median run)
     ratio: float | None  # to the raw baseline (W6/W8: throughput ratio)
     vs_convostore: float | None  # alternatives: their median / convostore's
+    vs_floor: float | None  # median / the floor's (W1..W5)
     status: str
     note: str = ""
 
@@ -89,6 +92,7 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
                     None,
                     None,
                     None,
+                    None,
                     m.error or "no samples",
                     m.note,
                 )
@@ -104,9 +108,15 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
         if raw is not None and raw.samples_ns and raw.error is None:
             raw_median = statistics.median(raw.samples_ns)
             ratio = raw_median / median if m.workload in THROUGHPUT else median / raw_median
+        floor = next(
+            (by_key[k] for k in ((m.backend, m.workload, f) for f in FLOOR) if k in by_key), None
+        )
+        vs_floor = None
+        if floor is not None and floor.samples_ns and floor.error is None:
+            vs_floor = median / statistics.median(floor.samples_ns)
         vs = None
         ours = by_key.get((m.backend, m.workload, "convostore"))
-        if m.subject not in CONVOSTORE + RAW and ours is not None and ours.samples_ns:
+        if m.subject not in CONVOSTORE + RAW + FLOOR and ours is not None and ours.samples_ns:
             vs = median / statistics.median(ours.samples_ns)
         rows.append(
             Row(
@@ -119,6 +129,7 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
                 throughput,
                 ratio,
                 vs,
+                vs_floor,
                 _status(m, ratio, vs),
                 m.note,
             )
@@ -129,6 +140,8 @@ def summarize(measurements: list[Measurement]) -> list[Row]:
 def _status(m: Measurement, ratio: float | None, vs: float | None) -> str:
     if m.subject in RAW:
         return "baseline"
+    if m.subject in FLOOR:
+        return "floor"
     if m.subject in CONVOSTORE:
         if ratio is None:
             return "ok"
@@ -160,6 +173,7 @@ def _cells(r: Row) -> list[str]:
         timing,
         p99,
         _fmt(r.ratio, ".2f") + ("x" if r.ratio is not None else ""),
+        _fmt(r.vs_floor, ".2f") + ("x" if r.vs_floor is not None else ""),
         _fmt(r.vs_convostore, ".2f") + ("x" if r.vs_convostore is not None else ""),
         r.status,
     ]
@@ -172,6 +186,7 @@ HEADERS = [
     "median",
     "p99",
     "ratio to raw",
+    "ratio to floor",
     "alt / convostore",
     "status",
 ]

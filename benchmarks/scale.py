@@ -1,4 +1,4 @@
-"""Scale run: W4 and W5 as one conversation and one user's list grow 10x per step.
+"""Scale run: W4, W5 and W7 as one conversation and one user's list grow 10x per step.
 
 Both are index range scans (``(conversation_id, position)`` and
 ``(user_id, updated_at, id)``), so their latency must stay flat from 1,000 to 1,000,000
@@ -26,8 +26,8 @@ from rich.table import Table
 from benchmarks import report
 from benchmarks.data import Backend, Database, Loader, ReadSet, create_database, drop_database
 from benchmarks.run import pg_version
-from benchmarks.subjects import Subject, subjects_for
-from benchmarks.workloads import Plan, check_texts, check_titles, interleaved
+from benchmarks.subjects import HISTORY_TOKENS, Subject, subjects_for
+from benchmarks.workloads import Plan, call, check_equal, check_texts, check_titles, interleaved
 
 TAIL = 20
 PAGE = 20
@@ -62,7 +62,7 @@ async def scale_backend(
     console: Console,
     plans: dict[str, dict[str, str]],
 ) -> list[ScalePoint]:
-    """Grow the data set of ``db`` step by step; measure W4 and W5 at each size."""
+    """Grow the data set of ``db`` step by step; measure W4, W5 and W7 at each size."""
     backend = db.backend
     points: list[ScalePoint] = []
     load = Loader(db)
@@ -115,10 +115,19 @@ async def _measure(
     tail, top = rs.expected_tail(TAIL), rs.expected_top(PAGE)
     plan = Plan(rounds=5, warmup=30)
     points: list[ScalePoint] = []
-    for workload in ("W4", "W5"):
+    raw = next(s for s in subjects if s.name.startswith("raw"))
+    window = list(await call(raw, lambda: raw.history(reader, conv, HISTORY_TOKENS)))
+    for workload in ("W4", "W5", "W7"):
         ops: dict[str, Any] = {}
         for s in subjects:
-            if workload == "W4":
+            if workload not in s.supports:
+                continue
+            if workload == "W7":
+                ops[s.name] = (
+                    partial(s.history, reader, conv, HISTORY_TOKENS),
+                    partial(check_equal, window, "W7"),
+                )
+            elif workload == "W4":
                 ops[s.name] = (
                     partial(s.read_last, reader, conv, TAIL),
                     partial(check_texts, s, tail, "W4"),
@@ -129,7 +138,13 @@ async def _measure(
                     partial(check_titles, s, top, "W5"),
                 )
         res = await interleaved(
-            subjects, ops, total=reps, plan=plan, workload=workload, backend=db.backend, seed=size
+            [s for s in subjects if s.name in ops],
+            ops,
+            total=reps,
+            plan=plan,
+            workload=workload,
+            backend=db.backend,
+            seed=size,
         )
         for name, m in res.items():
             if m.error is not None:
@@ -173,18 +188,19 @@ def query_plans(db: Database, reader: str, lister: str, conv: int) -> dict[str, 
 
 
 def plot(points: list[ScalePoint], path: Path) -> None:
-    """W4 and W5 median latency against size: colour = subject, line style = backend."""
+    """W4, W5 and W7 median latency against size: colour = subject, line style = backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     titles = {
         "W4": f"W4: last {TAIL} messages of one conversation",
         "W5": f"W5: {PAGE} most recent conversations of a user",
+        "W7": f"W7: history window of {HISTORY_TOKENS:,} tokens",
     }
-    for ax, workload in zip(axes, ("W4", "W5"), strict=True):
+    for ax, workload in zip(axes, ("W4", "W5", "W7"), strict=True):
         for backend, subject in sorted({(p.backend, p.subject) for p in points}):
             mine = sorted(
                 (
@@ -204,7 +220,7 @@ def plot(points: list[ScalePoint], path: Path) -> None:
             )
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
-        what = "messages in the conversation" if workload == "W4" else "conversations of the user"
+        what = "conversations of the user" if workload == "W5" else "messages in the conversation"
         ax.set_xlabel(what)
         ax.set_ylabel("median latency (ms)")
         ax.set_title(titles[workload], fontsize=10)

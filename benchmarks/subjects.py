@@ -39,6 +39,8 @@ class Subject:
     shares_schema: ClassVar[bool] = True
     supports: ClassVar[frozenset[str]] = ALL_WORKLOADS
     note: ClassVar[str] = ""
+    #: Keeps the conversation's counter and positions (checked after every write workload).
+    keeps_counter: ClassVar[bool] = True
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -434,6 +436,94 @@ class RawSqlite(RawDriver):
         self._extra = []
 
 
+# ------------------------------------------------------------------------- the floor
+
+FLOOR_WORKLOADS = frozenset({"W1", "W2", "W3", "W4", "W5"})
+
+
+class _Floor:
+    """The physical floor of the job, for the second table: a bare ``INSERT`` per message
+    (the position counted in Python: no counter, no ``updated_at``, no isolation check
+    beyond the row itself) and reads of ``role, content`` only."""
+
+    name: ClassVar[str]
+    supports = FLOOR_WORKLOADS
+    keeps_counter = False
+    note = "the floor: bare INSERT, SELECT role, content; not a usable store"
+    p: ClassVar[str]
+    _next: dict[Any, int]
+
+    def _position(self, conv: Any, n: int) -> int:
+        """The first of ``n`` new positions in ``conv`` (this process is its only writer)."""
+        first = self._next.get(conv, 1)
+        self._next[conv] = first + n
+        return first
+
+    def _floor_sql(self) -> tuple[str, str, str, str]:
+        p = self.p
+        cols = "conversation_id, user_id, position, role, content, created_at"
+        insert = f"INSERT INTO messages ({cols}) VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+        where = f"FROM messages WHERE conversation_id = {p} AND user_id = {p}"
+        select_all = f"SELECT role, content {where} ORDER BY position"
+        select_last = f"SELECT role, content {where} ORDER BY position DESC LIMIT {p}"
+        recent = (
+            f"SELECT title FROM conversations WHERE user_id = {p}"
+            f" ORDER BY updated_at DESC, id DESC LIMIT {p}"
+        )
+        return insert, select_all, select_last, recent
+
+    def texts(self, result: Any) -> list[str]:
+        return [row[1] for row in result]
+
+    def titles(self, result: Any) -> list[str]:
+        return [row[0] for row in result]
+
+
+class FloorPostgres(_Floor, RawPostgres):
+    name = "floor psycopg"
+    p = "%s"
+
+    async def open(self) -> None:
+        await super().open()
+        self._next = {}
+        self.insert, self.select_all, self.select_last, self.select_recent = self._floor_sql()
+
+    def append(self, user_id: str, conv: Any, message: Any) -> Any:
+        now = datetime.now(UTC)
+        row = (conv, user_id, self._position(conv, 1), message[0], message[1], now)
+        return self.conn.execute(self.insert, row)
+
+    def append_batch(self, user_id: str, conv: Any, batch: Any) -> Any:
+        roles, contents = batch
+        first, now = self._position(conv, len(roles)), datetime.now(UTC)
+        rows = [
+            (conv, user_id, first + i, r, c, now)
+            for i, (r, c) in enumerate(zip(roles, contents, strict=True))
+        ]
+        with self.conn.cursor() as cur:
+            cur.executemany(self.insert, rows)
+
+
+class FloorSqlite(_Floor, RawSqlite):
+    name = "floor sqlite3"
+    p = "?"
+
+    async def open(self) -> None:
+        await super().open()
+        self._next = {}
+        self.insert, self.select_all, self.select_last, self.select_recent = self._floor_sql()
+
+    def append(self, user_id: str, conv: Any, message: Any) -> Any:
+        return self.append_batch(user_id, conv, [message])
+
+    def append_batch(self, user_id: str, conv: Any, batch: Any) -> Any:
+        first, now = self._position(conv, len(batch)), sqlite_ts(datetime.now(UTC))
+        rows = [(conv, user_id, first + i, r, c, now) for i, (r, c) in enumerate(batch)]
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(self.insert, rows)
+        self.conn.execute("COMMIT")
+
+
 # ----------------------------------------------------------------------- alternatives
 
 ALT_WORKLOADS = frozenset({"W1", "W2", "W3", "W4"})
@@ -522,8 +612,10 @@ class AgentsSession(Subject):
 
 def subjects_for(db: Database, *, alternatives: bool = True) -> tuple[list[Subject], list[str]]:
     """The subjects to run on ``db`` and a message for each alternative that was skipped."""
-    raw: Subject = RawPostgres(db) if db.backend == "postgresql" else RawSqlite(db)
-    out: list[Subject] = [raw, ConvoSync(db), ConvoAsync(db)]
+    pg = db.backend == "postgresql"
+    raw: Subject = RawPostgres(db) if pg else RawSqlite(db)
+    floor: Subject = FloorPostgres(db) if pg else FloorSqlite(db)
+    out: list[Subject] = [raw, floor, ConvoSync(db), ConvoAsync(db)]
     skipped: list[str] = []
     if not alternatives:
         return out, skipped

@@ -136,7 +136,8 @@ class Measurement:
     note: str = ""
 
 
-async def _call(subject: Subject, op: Callable[[], Any]) -> Any:
+async def call(subject: Subject, op: Callable[[], Any]) -> Any:
+    """Call ``op`` and await its result if the subject is async (not timed)."""
     result = op()
     return await result if inspect.isawaitable(result) else result
 
@@ -174,7 +175,7 @@ async def interleaved(
         op, check = ops[s.name]
         try:
             for _ in range(plan.warmup):
-                check(await _call(s, op))
+                check(await call(s, op))
         except Exception as exc:
             results[s.name].error = _describe(exc)
     live = [s for s in live if results[s.name].error is None]
@@ -253,11 +254,11 @@ def verify_conversation(db: Database, conversation_id: int, expected: list[str])
 async def verify_written(subject: Subject, user: str, conv: Any, expected: list[str]) -> None:
     """Read a written conversation back through the subject (and the raw connection)."""
     expect(
-        subject.texts(await _call(subject, lambda: subject.read_all(user, conv))),
+        subject.texts(await call(subject, lambda: subject.read_all(user, conv))),
         expected,
         "read back",
     )
-    if subject.shares_schema:
+    if subject.shares_schema and subject.keeps_counter:
         verify_conversation(subject.db, conv, expected)
 
 
@@ -276,7 +277,7 @@ async def w1_append_one(
     ops: dict[str, tuple[Op, Check]] = {}
     convs: dict[str, Any] = {}
     for k, s in enumerate(subjects):
-        convs[s.name] = conv = await _call(s, partial(s.create_conversation, user, "w1"))
+        convs[s.name] = conv = await call(s, partial(s.create_conversation, user, "w1"))
         inputs = iter([s.prepare_one(r, c) for r, c in messages_of(f"w1-{k}", 1, n + 1)])
         ops[s.name] = (_feeder(s.append, user, [conv] * n, inputs), _no_check)
     out = await interleaved(
@@ -299,7 +300,7 @@ async def w2_append_batch(
     small = Plan(**{**plan.__dict__, "warmup": min(plan.warmup, 3)})
     for s in subjects:
         convs[s.name] = [
-            await _call(s, partial(s.create_conversation, user, "w2"))
+            await call(s, partial(s.create_conversation, user, "w2"))
             for _ in range(small.warmup + plan.w2_reps)
         ]
         prepared = s.prepare_batch(batch)
@@ -362,7 +363,7 @@ async def _expected_window(subjects: list[Subject], rs: ReadSet) -> list[Any] | 
     raw = next((s for s in subjects if s.name.startswith("raw")), None)
     if raw is None or not rs.n_history:
         return None
-    window = list(await _call(raw, lambda: raw.history(rs.reader, rs.conv_history, HISTORY_TOKENS)))
+    window = list(await call(raw, lambda: raw.history(rs.reader, rs.conv_history, HISTORY_TOKENS)))
     if not window or window[-1]["content"] != text_of("h", rs.n_history):
         raise CheckError("W7: the raw baseline's window does not end on the last message")
     if len(window) >= 4 and not any("tool_calls" in m for m in window):
@@ -379,16 +380,16 @@ async def seed_alternative(subject: Subject, rs: ReadSet, plan: Plan) -> dict[st
     user = rs.reader
     handles: dict[str, Any] = {}
     for key, conv_id, n in (("read", rs.conv_read, rs.n_read), ("tail", rs.conv_tail, rs.n_tail)):
-        handle = await _call(subject, partial(subject.create_conversation, user, key))
+        handle = await call(subject, partial(subject.create_conversation, user, key))
         for start in range(1, n + 1, 1000):
             chunk = messages_of(f"c{conv_id}", start, min(n, start + 999) + 1)
             batch = subject.prepare_batch(chunk)
-            await _call(subject, partial(subject.append_batch, user, handle, batch))
+            await call(subject, partial(subject.append_batch, user, handle, batch))
         handles[key] = handle
     for k in range(plan.noise_conversations):  # other conversations written after
-        handle = await _call(subject, partial(subject.create_conversation, "bench-noise", "n"))
+        handle = await call(subject, partial(subject.create_conversation, "bench-noise", "n"))
         batch = subject.prepare_batch(messages_of(f"noise{k}", 1, plan.noise_messages + 1))
-        await _call(subject, partial(subject.append_batch, "bench-noise", handle, batch))
+        await call(subject, partial(subject.append_batch, "bench-noise", handle, batch))
     return handles
 
 
@@ -510,9 +511,9 @@ async def _w6_once(
 ) -> int:
     """One timed run of ``k`` writers: into one conversation (W6) or one each (W8)."""
     if shared:
-        convs = [await _call(s, lambda: s.create_conversation(user, "w6"))] * k
+        convs = [await call(s, lambda: s.create_conversation(user, "w6"))] * k
     else:
-        convs = [await _call(s, lambda: s.create_conversation(user, "w8")) for _ in range(k)]
+        convs = [await call(s, lambda: s.create_conversation(user, "w8")) for _ in range(k)]
     inputs = [
         [s.prepare_one("user", text_of(f"{tag}w{j}", i)) for i in range(1, per + 1)]
         for j in range(k)
@@ -534,7 +535,7 @@ async def _w6_once(
         return elapsed
     # Nothing lost, nothing duplicated, every writer's messages in its own order.
     conv = convs[0]
-    stored = s.texts(await _call(s, lambda: s.read_all(user, conv)))
+    stored = s.texts(await call(s, lambda: s.read_all(user, conv)))
     if len(stored) != k * per or len(set(stored)) != k * per:
         raise CheckError(
             f"W6: {len(stored)} stored ({len(set(stored))} distinct), expected {k * per}"
