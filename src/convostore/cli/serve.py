@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,7 +94,18 @@ def serve(
         workers=None if reload else workers,
         reload=reload,
         log_level=log_level,
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus convostore's own loggers at INFO on the same handler (so the
+    requests an API key makes for a user are in the server log, as the docs promise)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["convostore"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _prepare_database(url: str, migrate: bool) -> None:
