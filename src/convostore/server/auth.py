@@ -136,11 +136,6 @@ class Principal:
     user_id: str
     key: ApiKeyInfo | None = None
 
-    @property
-    def bucket(self) -> str:
-        """The rate-limit identity: the key, or the user."""
-        return f"key:{self.key.id}" if self.key is not None else f"user:{self.user_id}"
-
 
 class TokenVerifier:
     """Checks JWTs as the settings say; built once per app (it holds the JWKS cache)."""
