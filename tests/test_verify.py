@@ -41,6 +41,7 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
         engine.dispose()
     assert {c.name for c in checks if not c.ok} == {
         "table convostore_users",
+        "table convostore_api_keys",
         "table conversations",
         "table messages",
         "trigger convostore_message_defaults",

@@ -72,7 +72,68 @@ class Settings(BaseSettings):
         "index and when searching: set it before migrating (`db verify` checks they match).",
     )
 
-    @field_validator("users_table", mode="before")
+    # --- authentication (see docs/rest.md, "Authentication") ---
+    jwks_url: str | None = Field(
+        default=None,
+        validation_alias="CONVOSTORE_JWKS_URL",
+        description="Your identity provider's JWKS URL: tokens signed with its keys "
+        "(RS256, ES256, EdDSA) are accepted. `JWT_SECRET_KEY` is then optional.",
+    )
+    jwks_algorithms: str = Field(
+        default="RS256,ES256,EdDSA",
+        validation_alias="CONVOSTORE_JWKS_ALGORITHMS",
+        description="Comma-separated algorithms accepted for JWKS keys (asymmetric only). "
+        "Accepted algorithms come from here, never from the token.",
+    )
+    jwks_cache_seconds: float = Field(
+        default=300, gt=0, validation_alias="CONVOSTORE_JWKS_CACHE_SECONDS"
+    )
+    jwks_refresh_cooldown: float = Field(
+        default=30,
+        ge=0,
+        validation_alias="CONVOSTORE_JWKS_REFRESH_COOLDOWN",
+        description="A token with an unknown `kid` refetches the JWKS at most once per this "
+        "many seconds (key rotation without letting bad tokens hammer the provider).",
+    )
+    jwt_issuer: str | None = Field(default=None, validation_alias="CONVOSTORE_JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, validation_alias="CONVOSTORE_JWT_AUDIENCE")
+    jwt_user_claim: str = Field(
+        default="sub", min_length=1, validation_alias="CONVOSTORE_JWT_USER_CLAIM"
+    )
+    jwt_leeway: float = Field(default=0, ge=0, validation_alias="CONVOSTORE_JWT_LEEWAY")
+    jwt_require_exp: bool = Field(
+        default=True,
+        validation_alias="CONVOSTORE_JWT_REQUIRE_EXP",
+        description="Refuse tokens without `exp`. `false` is for development only.",
+    )
+    jwt_max_lifetime: int = Field(
+        default=86_400,
+        gt=0,
+        validation_alias="CONVOSTORE_JWT_MAX_LIFETIME",
+        description="Refuse tokens whose `exp` is more than this many seconds after `iat` "
+        "or after now.",
+    )
+    # --- rate limits: "N/second|minute|hour|day"; "" turns one off ---
+    rate_limit_user_reads: str = Field(
+        default="600/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_READS"
+    )
+    rate_limit_user_writes: str = Field(
+        default="120/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_WRITES"
+    )
+    rate_limit_key_reads: str = Field(
+        default="6000/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_READS"
+    )
+    rate_limit_key_writes: str = Field(
+        default="1200/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_WRITES"
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        validation_alias="CONVOSTORE_RATE_LIMIT_STORAGE",
+        description="Where the counters live (a `limits` storage URI): `memory://` is per "
+        "process; `redis://host:6379` shares them between processes.",
+    )
+
+    @field_validator("users_table", "jwks_url", "jwt_issuer", "jwt_audience", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

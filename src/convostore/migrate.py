@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from convostore import _ddl
 from convostore.db import WRITE_OPTION
-from convostore.models import OWNS_USERS, USERS_TABLE, schema_metadata
+from convostore.models import API_KEYS_TABLE, OWNS_USERS, USERS_TABLE, schema_metadata
 
 __all__ = [
     "TABLES",
@@ -36,7 +36,9 @@ __all__ = [
 
 VERSION_TABLE = "convostore_alembic_version"
 #: The tables convostore creates and migrates (never the host's users table).
-TABLES = frozenset({"conversations", "messages"} | ({USERS_TABLE} if OWNS_USERS else set()))
+TABLES = frozenset(
+    {"conversations", "messages", API_KEYS_TABLE} | ({USERS_TABLE} if OWNS_USERS else set())
+)
 # Any constant works; it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY = 0x636F6E766F
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     FetchedValue,
@@ -49,6 +50,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
     func,
     text,
 )
@@ -58,7 +60,7 @@ from convostore import _ddl
 from convostore.config import get_settings
 from convostore.types import JSONType, UTCDateTime
 
-__all__ = ["Conversation", "Message", "MessageRole", "metadata", "schema_metadata"]
+__all__ = ["ApiKey", "Conversation", "Message", "MessageRole", "metadata", "schema_metadata"]
 
 #: The host app's users table (``CONVOSTORE_USERS_TABLE``), or ``None``: convostore's own.
 HOST_USERS_TABLE: str | None = get_settings().users_table
@@ -210,10 +212,42 @@ class Message(SQLModel, table=True):
     )
 
 
+API_KEYS_TABLE = "convostore_api_keys"
+
+
+class ApiKey(SQLModel, table=True):
+    """A service credential for the REST API (``convostore keys create``).
+
+    Only the SHA-256 of the key is stored (the key is 256 random bits, so a fast hash is
+    enough: there is nothing to brute-force); ``prefix`` is its first characters, to tell
+    keys apart in listings. ``user_id``: the user the key acts as by default;
+    ``can_act_for_users``: it may name any user per request (``X-Convostore-User``).
+    """
+
+    __tablename__ = API_KEYS_TABLE
+    __table_args__ = (
+        Index("uq_convostore_api_keys_key_hash", "key_hash", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    key_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    prefix: str = Field(sa_column=Column(String(16), nullable=False))
+    label: str = Field(sa_column=Column(String(MAX_TITLE_LENGTH), nullable=False))
+    user_id: str | None = Field(default=None, sa_column=Column(String(MAX_ID_LENGTH)))
+    can_act_for_users: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    created_at: datetime | None = _created_at()
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
 #: The metadata holding convostore's tables (what migrations are compared against).
 metadata = SQLModel.metadata
 conversations_table: Table = metadata.tables["conversations"]
 messages_table: Table = metadata.tables["messages"]
+api_keys_table: Table = metadata.tables[API_KEYS_TABLE]
 #: convostore's own users table; ``None`` when the host's is used.
 users_table: Table | None = metadata.tables[_ddl.OWN_USERS_TABLE] if OWNS_USERS else None
 
@@ -229,7 +263,7 @@ def schema_metadata(conn: Any) -> MetaData:
         return metadata
     copy = MetaData()
     Table(USERS_TABLE, copy, autoload_with=conn)
-    for table in (conversations_table, messages_table):
+    for table in (conversations_table, messages_table, api_keys_table):
         table.to_metadata(copy)
     return copy
 

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from convostore import _ops
+from convostore import apikeys as _apikeys  # noqa: F401  (registers the API-key operations)
 from convostore._ops import MODES, Mode, StoreConfig, Tx
 from convostore.config import get_settings
 from convostore.db import (

@@ -8,6 +8,9 @@ import httpx
 import jwt
 import pytest
 
+from convostore import AsyncStore
+from convostore.config import Settings
+from convostore.server import create_app
 from convostore.types import utcnow
 from tests.server.conftest import SECRET, Auth, assert_error
 
@@ -17,6 +20,8 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def _token(claims: dict[str, object], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    # A valid exp unless the case is about exp: each attack fails for its own reason.
+    claims = {"exp": utcnow() + timedelta(minutes=5), **claims}
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 
@@ -68,9 +73,83 @@ async def test_valid_token_and_scheme_is_case_insensitive(
     assert response.json() == {"data": [], "has_more": False, "next_cursor": None}
 
 
-async def test_token_without_exp_is_accepted(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/conversations", headers=_bearer(_token({"sub": "bob"})))
+async def test_token_without_exp_is_refused(client: httpx.AsyncClient) -> None:
+    token = jwt.encode({"sub": "bob"}, SECRET, algorithm="HS256")
+    response = await client.get("/v1/conversations", headers=_bearer(token))
+    assert_error(response, 401, "unauthorized")
+    assert "'exp'" in response.json()["error"]["message"]
+
+
+async def test_exp_can_be_made_optional_for_development(
+    settings: Settings, astore: AsyncStore
+) -> None:
+    app = create_app(settings.model_copy(update={"jwt_require_exp": False}), store=astore)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        token = jwt.encode({"sub": "bob"}, SECRET, algorithm="HS256")
+        response = await client.get("/v1/conversations", headers=_bearer(token))
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"exp": 10**30}, "lives too long"),
+        ({"iat": 0, "exp": 10**10}, "lives too long"),
+        ({"exp": utcnow() + timedelta(days=2)}, "lives too long"),
+        ({"iat": utcnow() + timedelta(hours=1)}, "not valid yet"),
+        ({"aud": "another-service"}, "aud"),
+        ({"iss": "https://someone.example"}, None),
+    ],
+    ids=["exp 10**30", "iat long ago", "exp in 2 days", "iat in the future", "aud", "iss"],
+)
+async def test_claims_beyond_the_signature_are_checked(
+    client: httpx.AsyncClient, claims: dict[str, object], why: str | None
+) -> None:
+    token = _token({"sub": "b", **claims})
+    response = await client.get("/v1/conversations", headers=_bearer(token))
+    if why is None:  # no issuer configured: an iss claim is not checked
+        assert response.status_code == 200
+        return
+    assert_error(response, 401, "unauthorized")
+    assert why in response.json()["error"]["message"]
+
+
+async def test_issuer_and_audience_when_configured(settings: Settings, astore: AsyncStore) -> None:
+    configured = settings.model_copy(
+        update={"jwt_issuer": "https://auth.example", "jwt_audience": "convostore"}
+    )
+    transport = httpx.ASGITransport(app=create_app(configured, store=astore))
+    good = {"sub": "bob", "iss": "https://auth.example", "aud": "convostore"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        ok = await client.get("/v1/conversations", headers=_bearer(_token(good)))
+        assert ok.status_code == 200
+        for bad in ({"iss": "https://evil.example"}, {"aud": "other"}, {"aud": None}):
+            claims = {k: v for k, v in {**good, **bad}.items() if v is not None}
+            response = await client.get("/v1/conversations", headers=_bearer(_token(claims)))
+            assert_error(response, 401, "unauthorized")
+
+
+async def test_user_claim_is_configurable(settings: Settings, astore: AsyncStore) -> None:
+    app = create_app(settings.model_copy(update={"jwt_user_claim": "uid"}), store=astore)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        created = await client.post(
+            "/v1/conversations", json={}, headers=_bearer(_token({"uid": "carol", "sub": "x"}))
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["user_id"] == "carol"
+        no_claim = await client.get("/v1/conversations", headers=_bearer(_token({"sub": "x"})))
+        assert_error(no_claim, 401, "unauthorized")
+        assert "'uid'" in no_claim.json()["error"]["message"]
+
+
+async def test_leeway_accepts_a_token_just_expired(settings: Settings, astore: AsyncStore) -> None:
+    app = create_app(settings.model_copy(update={"jwt_leeway": 60}), store=astore)
+    transport = httpx.ASGITransport(app=app)
+    just = _token({"sub": "bob", "exp": utcnow() - timedelta(seconds=5)})
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/v1/conversations", headers=_bearer(just))).status_code == 200
 
 
 async def test_expired_message_says_so(client: httpx.AsyncClient) -> None:

@@ -36,9 +36,13 @@ PG_NAME = "convostore_schemathesis"
 # migrates and seeds before the first generated request (apps connect lazily).
 _DB_DIR = Path(tempfile.mkdtemp(prefix="convostore-schemathesis-"))
 URLS = {"sqlite": f"sqlite:///{_DB_DIR / 'convostore.db'}", "postgresql": pg_database_url(PG_NAME)}
+# Rate limits off: hundreds of generated requests by one user in seconds would be 429s
+# (which test_ratelimit.py covers), not the operations under test.
+NO_LIMITS = {"rate_limit_user_reads": "", "rate_limit_user_writes": ""}
 SCHEMAS = {
     backend: schemathesis.openapi.from_asgi(
-        "/openapi.json", create_app(Settings(database_url=url, jwt_secret_key=SECRET))
+        "/openapi.json",
+        create_app(Settings(database_url=url, jwt_secret_key=SECRET, **NO_LIMITS)),
     )
     for backend, url in URLS.items()
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from convostore.cli import browse, db, serve, transfer
+from convostore.cli import browse, db, keys, serve, transfer
 
 app = typer.Typer(
     name="convostore",
@@ -17,6 +17,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
 app.command()(serve.serve)
 app.command()(serve.token)
 app.add_typer(browse.conversations_app, name="conversations")

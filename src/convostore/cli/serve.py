@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,29 +38,37 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Run the REST API (FastAPI on uvicorn). Needs JWT_SECRET_KEY unless --dev."""
+    """Run the REST API (FastAPI on uvicorn). Needs JWT_SECRET_KEY or CONVOSTORE_JWKS_URL,
+    unless --dev."""
     with friendly_errors():
         import uvicorn
 
-        from convostore.server.auth import check_algorithm, check_secret
+        from convostore.server.auth import Authenticator, check_algorithm
+        from convostore.server.ratelimit import RateLimiter
 
         if database_url:
             os.environ["DATABASE_URL"] = database_url
         settings = Settings()
         check_algorithm(settings.jwt_algorithm)
         generated: str | None = None
-        if settings.jwt_secret_key is None or not settings.jwt_secret_key.get_secret_value():
+        has_secret = settings.jwt_secret_key is not None and bool(
+            settings.jwt_secret_key.get_secret_value()
+        )
+        if not has_secret and not settings.jwks_url:
             if not dev:
                 raise ConfigurationError(
                     "JWT_SECRET_KEY is not set: refusing to start without a secret to verify "
                     "tokens. Set it (e.g. `export JWT_SECRET_KEY=$(openssl rand -hex 32)`), "
+                    "set CONVOSTORE_JWKS_URL to your identity provider's keys, "
                     "or pass --dev for a throw-away secret"
                 )
             generated = secrets.token_hex(32)
             # Workers and the reloader are child processes: they read it from the environment.
             os.environ["JWT_SECRET_KEY"] = generated
-        else:
-            check_secret(settings.jwt_secret_key.get_secret_value(), settings.jwt_algorithm)
+            settings = Settings()
+        # Every auth and rate-limit setting is checked here, with a readable error.
+        Authenticator(settings)
+        RateLimiter(settings)
         _prepare_database(settings.database_url, migrate)
     url = f"http://{host}:{port}"
     console.print(f"convostore serving [bold]{url}[/bold]  (API docs: {url}/docs)")
@@ -69,10 +78,14 @@ def serve(
             "To mint a token, in another shell:"
         )
         typer.echo(f"  export JWT_SECRET_KEY={generated}")
-    else:
+    elif settings.jwt_secret_key is not None and settings.jwt_secret_key.get_secret_value():
         typer.echo("Mint a token (uses JWT_SECRET_KEY):")
-    typer.echo(f"  TOKEN=$(convostore token --user {DEV_USER})")
-    typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/conversations')
+    else:
+        typer.echo(f"Tokens of the identity provider at {settings.jwks_url}, or an API key:")
+        typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/conversations')
+    if settings.jwt_secret_key is not None and settings.jwt_secret_key.get_secret_value():
+        typer.echo(f"  TOKEN=$(convostore token --user {DEV_USER})")
+        typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/conversations')
     uvicorn.run(
         "convostore.server.app:create_app",
         factory=True,
@@ -81,7 +94,18 @@ def serve(
         workers=None if reload else workers,
         reload=reload,
         log_level=log_level,
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus convostore's own loggers at INFO on the same handler (so the
+    requests an API key makes for a user are in the server log, as the docs promise)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["convostore"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _prepare_database(url: str, migrate: bool) -> None:
@@ -118,10 +142,18 @@ def token(
             raise ConfigurationError(
                 "JWT_SECRET_KEY is not set (`convostore serve --dev` prints the one it generated)"
             )
+        if expires_in > settings.jwt_max_lifetime:
+            raise ConfigurationError(
+                f"--expires-in: the server refuses tokens living over "
+                f"{settings.jwt_max_lifetime} s (CONVOSTORE_JWT_MAX_LIFETIME)"
+            )
+        # What the server checks when configured, so the token passes those checks too.
+        claims = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience}
         minted = create_access_token(
             user,
             secret=settings.jwt_secret_key.get_secret_value(),
             algorithm=settings.jwt_algorithm,
             expires_in=expires_in,
+            extra_claims={k: v for k, v in claims.items() if v is not None},
         )
     typer.echo(minted)

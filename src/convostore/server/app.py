@@ -3,8 +3,9 @@
     uvicorn --factory convostore.server.app:create_app     # settings from the environment
 
 The lifespan opens the :class:`~convostore.AsyncStore` (unless one is handed in, which
-then stays the caller's to close). Without ``JWT_SECRET_KEY`` the factory refuses to build
-an app: ``convostore serve --dev`` generates a throw-away secret for local use.
+then stays the caller's to close). Without ``JWT_SECRET_KEY`` or ``CONVOSTORE_JWKS_URL`` the
+factory refuses to build an app: ``convostore serve --dev`` generates a throw-away secret
+for local use.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from fastapi import Depends, FastAPI
 
 from convostore import __version__
 from convostore.config import Settings
-from convostore.errors import ConfigurationError
-from convostore.server.auth import check_secret
+from convostore.server.auth import Authenticator
 from convostore.server.deps import reject_unknown_query
 from convostore.server.errors import install_error_handlers, method_table, query_table
 from convostore.server.limits import BodySizeLimitMiddleware
+from convostore.server.ratelimit import RateLimiter
 from convostore.server.routes import api_router
 from convostore.store import AsyncStore
 
@@ -29,9 +30,12 @@ __all__ = ["create_app"]
 DESCRIPTION = """\
 The conversation database behind a stateless AI chat endpoint.
 
-Authenticate with `Authorization: Bearer <JWT>` (HS256 by default, signed with
-`JWT_SECRET_KEY`; the `sub` claim is the user id). Every read and write is scoped to that
-user: another user's conversation answers 404, exactly like a missing one.
+Authenticate with `Authorization: Bearer <JWT>` (HS256 signed with `JWT_SECRET_KEY`, or a
+token of the identity provider whose JWKS is configured; the `sub` claim is the user id by
+default), or `Authorization: Bearer csk_...` with an API key (a key that may act for users
+names the user in `X-Convostore-User`). Every read and write is scoped to that user: another
+user's conversation answers 404, exactly like a missing one. Reads and writes are rate
+limited per user and per key (429 with `Retry-After`).
 
 Errors always look like
 `{"error": {"code": "validation_error", "message": "title: ...", "field": "title"}}`.
@@ -41,12 +45,9 @@ Errors always look like
 def create_app(settings: Settings | None = None, *, store: AsyncStore | None = None) -> FastAPI:
     """Build the API. ``store``: serve this (already open) store instead of opening one."""
     settings = settings if settings is not None else Settings()
-    if settings.jwt_secret_key is None or not settings.jwt_secret_key.get_secret_value():
-        raise ConfigurationError(
-            "JWT_SECRET_KEY is not set: the server will not start without a secret to verify "
-            "tokens (for local development run `convostore serve --dev`)"
-        )
-    check_secret(settings.jwt_secret_key.get_secret_value(), settings.jwt_algorithm)
+    # Both refuse a bad configuration here, before anything is served.
+    authenticator = Authenticator(settings)
+    rate_limiter = RateLimiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
         dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.rate_limiter = rate_limiter
     app.state.store = store
     install_error_handlers(app)
     app.add_middleware(

@@ -10,8 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from convostore.errors import ValidationError
 from convostore.schemas import MAX_CURSOR_LENGTH
-from convostore.server.auth import bearer_scheme, user_from
+from convostore.server.auth import Authenticator, Principal, bearer_scheme
 from convostore.server.errors import ApiError
+from convostore.server.ratelimit import RateLimiter, is_write
 from convostore.store import AsyncStore
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "CurrentUser",
     "StoreDep",
     "get_current_user",
+    "get_principal",
     "get_store",
     "reject_unknown_query",
 ]
@@ -32,12 +34,28 @@ def get_store(request: Request) -> AsyncStore:
     return store
 
 
-def get_current_user(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> str:
-    """The user id from the bearer token; 401 otherwise."""
-    return user_from(request, credentials)
+) -> Principal:
+    """Who the request is from (bearer JWT or API key; 401 otherwise), counted against the
+    rate limits (429 before the route runs, so nothing past a limit is done)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.principal(request, credentials, get_store(request))
+    limiter: RateLimiter = request.app.state.rate_limiter
+    write = is_write(request.method)
+    if principal.key is not None:
+        await limiter.hit("key", f"key:{principal.key.id}", write)
+    # A backend acting for users: each user still gets no more than the per-user limits.
+    if principal.key is None or principal.key.can_act_for_users:
+        await limiter.hit("user", f"user:{principal.user_id}", write)
+    request.state.principal = principal
+    return principal
+
+
+async def get_current_user(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    """The user id the request acts for."""
+    return principal.user_id
 
 
 def reject_unknown_query(request: Request) -> None:

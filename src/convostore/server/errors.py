@@ -52,6 +52,7 @@ _CODE_BY_STATUS = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "rate_limited",
     503: "unavailable",
 }
 
@@ -62,6 +63,8 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     field: str | None = None
+    #: With a 429: seconds until a retry can succeed (also the ``Retry-After`` header).
+    retry_after: int | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -81,10 +84,11 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.field, self.headers = field, headers
+        self.field, self.headers, self.retry_after = field, headers, retry_after
 
 
 def error_response(
@@ -93,11 +97,14 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: Mapping[str, str] | None = None,
+    retry_after: int | None = None,
 ) -> JSONResponse:
     """The JSON response for an error, in the one shape."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
+    if retry_after is not None:
+        body["retry_after"] = retry_after
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
 
 
@@ -157,7 +164,9 @@ async def _request_validation_error(_request: Request, exc: Exception) -> JSONRe
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    return error_response(
+        exc.status, exc.code, exc.message, exc.field, exc.headers, retry_after=exc.retry_after
+    )
 
 
 def method_table(app: FastAPI) -> list[tuple[re.Pattern[str], str]]:
@@ -218,11 +227,17 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the error statuses a route can return."""
     text = {
         400: "The body could not be decoded (e.g. not UTF-8 JSON).",
-        401: "Missing, malformed, expired or wrongly signed bearer token.",
+        401: "Missing, malformed, expired or wrongly signed bearer token, or an unknown or "
+        "revoked API key.",
+        403: "An `X-Convostore-User` header without an API key that may act for users.",
         404: "No such resource for this user (another user's looks exactly like a missing one).",
         409: "The request conflicts with stored data.",
         413: "Request body larger than the configured limit.",
         422: "Invalid input; `error.field` names it.",
-        503: "The database is unreachable.",
+        429: "Rate limit reached; retry after `Retry-After` seconds (also "
+        "`error.retry_after`). Nothing of the request was done.",
+        503: "The database is unreachable (or, with a JWKS, the identity provider's keys).",
     }
+    if 401 in statuses:  # every authenticated route: the other outcomes of authentication
+        statuses = tuple(sorted({*statuses, 403, 429, 503}))
     return {s: {"model": ErrorResponse, "description": text[s]} for s in statuses}
