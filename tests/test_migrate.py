@@ -39,7 +39,12 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
         assert migrate.current(engine) is None
         migrate.upgrade(engine)
         assert migrate.current(engine) == migrate.head()
-        assert _tables(empty_url) == {"convostore_users", "conversations", "messages"}
+        assert _tables(empty_url) == {
+            "convostore_users",
+            "conversations",
+            "messages",
+            "message_chunks",
+        }
         assert migrate.check(engine) == []
 
         migrate.downgrade(engine, "base")
@@ -197,7 +202,12 @@ def test_a_database_of_the_first_release_is_upgraded_with_its_data(empty_url: st
             )
             conn.execute(text("UPDATE conversations SET message_count = 1"))
         migrate.upgrade(engine)
-        assert _tables(empty_url) == {"convostore_users", "conversations", "messages"}
+        assert _tables(empty_url) == {
+            "convostore_users",
+            "conversations",
+            "messages",
+            "message_chunks",
+        }
         assert migrate.check(engine) == []
         with engine.begin() as conn:
             conn.execute(

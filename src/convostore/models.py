@@ -58,7 +58,15 @@ from convostore import _ddl
 from convostore.config import get_settings
 from convostore.types import JSONType, UTCDateTime
 
-__all__ = ["Conversation", "Message", "MessageRole", "metadata", "schema_metadata"]
+__all__ = [
+    "Conversation",
+    "Message",
+    "MessageChunk",
+    "MessageRole",
+    "MessageStatus",
+    "metadata",
+    "schema_metadata",
+]
 
 #: The host app's users table (``CONVOSTORE_USERS_TABLE``), or ``None``: convostore's own.
 HOST_USERS_TABLE: str | None = get_settings().users_table
@@ -83,6 +91,20 @@ class MessageRole(StrEnum):
 
 
 _ROLE_CHECK = "role IN ({})".format(", ".join(f"'{r.value}'" for r in MessageRole))
+
+
+class MessageStatus(StrEnum):
+    """Where a message is in its life: most are ``complete`` from the start; a streamed
+    reply is ``streaming`` until its writer finishes (``complete``), gives up (``error``) or
+    stops sending for longer than the lease (``interrupted``)."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in MessageStatus))
 
 
 def _created_at() -> Any:
@@ -183,6 +205,16 @@ class Message(SQLModel, table=True):
         ),
         CheckConstraint(_ROLE_CHECK, name="ck_messages_role"),
         CheckConstraint("position >= 1", name="ck_messages_position"),
+        CheckConstraint(_STATUS_CHECK, name="ck_messages_status"),
+        # At most one reply streams into a conversation at a time (a partial index:
+        # nothing to maintain for the complete messages, i.e. almost all rows).
+        Index(
+            "uq_messages_one_streaming",
+            "conversation_id",
+            unique=True,
+            postgresql_where=text("status = 'streaming'"),
+            sqlite_where=text("status = 'streaming'"),
+        ),
         # Never hand out the id of a popped message again on SQLite.
         {"sqlite_autoincrement": True},
     )
@@ -208,12 +240,42 @@ class Message(SQLModel, table=True):
         default=None,
         sa_column=Column(UTCDateTime(), nullable=False, server_default=FetchedValue()),
     )
+    status: str = Field(
+        default=MessageStatus.COMPLETE.value,
+        sa_column=Column(String(20), nullable=False, server_default=text("'complete'")),
+    )
+    # The streaming writer's lease: renewed by every delta. A ``streaming`` message whose
+    # lease is older than CONVOSTORE_STREAM_LEASE_SECONDS reads as ``interrupted``.
+    stream_heartbeat_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class MessageChunk(SQLModel, table=True):
+    """One delta of a streamed reply, stored once per ``(message_id, seq)``.
+
+    The message's ``content`` always holds its chunks joined in ``seq`` order; chunks are
+    kept while the reply streams (for readers that resume after ``seq``) and for a reply
+    that ended ``interrupted`` or ``error``, and dropped when it completes.
+    """
+
+    __tablename__ = "message_chunks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], ondelete="CASCADE", name="fk_message_chunks_message_id"
+        ),
+        CheckConstraint("seq >= 0", name="ck_message_chunks_seq"),
+    )
+
+    message_id: int = Field(sa_column=Column(IdType, primary_key=True))
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = _created_at()
 
 
 #: The metadata holding convostore's tables (what migrations are compared against).
 metadata = SQLModel.metadata
 conversations_table: Table = metadata.tables["conversations"]
 messages_table: Table = metadata.tables["messages"]
+chunks_table: Table = metadata.tables["message_chunks"]
 #: convostore's own users table; ``None`` when the host's is used.
 users_table: Table | None = metadata.tables[_ddl.OWN_USERS_TABLE] if OWNS_USERS else None
 
@@ -229,7 +291,7 @@ def schema_metadata(conn: Any) -> MetaData:
         return metadata
     copy = MetaData()
     Table(USERS_TABLE, copy, autoload_with=conn)
-    for table in (conversations_table, messages_table):
+    for table in (conversations_table, messages_table, chunks_table):
         table.to_metadata(copy)
     return copy
 
