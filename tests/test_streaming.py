@@ -50,9 +50,10 @@ async def test_a_reply_streams_into_its_reserved_position(api: MaybeAsync, db_ur
     assert (done.status, done.content, done.position) == ("complete", "Once upon", 2)
     [_, stored] = await api.get_messages(ALICE, conv.id)
     assert stored == done
-    assert _chunk_rows(db_url, msg.id) == 0  # the message holds the text now
-    final = await api.read_stream(ALICE, msg.id)
-    assert final.done and final.chunks == [] and final.message.content == "Once upon"
+    assert _chunk_rows(db_url, msg.id) == 2  # kept for followers that are behind
+    final = await api.read_stream(ALICE, msg.id, after_seq=0)
+    assert final.done and [c.text for c in final.chunks] == ["upon"]
+    assert final.message.content == "Once upon"
     assert (await api.get_conversation(ALICE, conv.id)).message_count == 2
 
 

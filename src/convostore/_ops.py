@@ -793,7 +793,8 @@ def finish_message(
 
     A retried finish (same arguments) returns the completed message; finishing a reply
     that is complete otherwise, or that was interrupted or failed, is a ``ConflictError``.
-    The deltas are dropped: the message holds the text.
+    The deltas stay (deleted with the message), so a follower that is behind still
+    receives every one of them; the message's ``content`` is the final text.
     """
     row = _stream_row(tx, user_id, message_id, conversation_id, lock=True)
     msg = row.message
@@ -824,7 +825,6 @@ def finish_message(
         "stream_heartbeat_at": utcnow(),
     }
     tx.conn.execute(_sql.end_stream(msg.id, values))
-    tx.conn.execute(_sql.delete_chunks(msg.id))
     _notify(tx, msg.id)
     del values["stream_heartbeat_at"]
     return msg.model_copy(update=values)
@@ -900,7 +900,8 @@ def read_stream(
     order, at most ``limit`` of them (``has_more`` says if there are more).
 
     The message is read before its deltas, so when it reads as ended the deltas returned
-    are all there will be. A completed reply keeps no deltas: its ``content`` is the text.
+    are all there will be. When ``finish_message`` was given the final ``content``, that
+    (not the deltas) is the reply's text.
     """
     after = validate_after_seq(after_seq)
     validate_limit(limit, maximum=MAX_CHUNK_PAGE)

@@ -650,10 +650,6 @@ def end_stream(message_id: int, values: dict[str, Any]) -> Update:
     return update(M).where(M.c.id == message_id).values(**values)
 
 
-def delete_chunks(message_id: int) -> Delete:
-    return delete(K).where(K.c.message_id == message_id)
-
-
 #: A reply's chunks after ``:after`` in seq order (params: ``mid``, ``after``, ``lim``).
 CHUNKS_AFTER: Select[Any] = (
     select(K.c.seq, K.c.text)

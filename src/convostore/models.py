@@ -252,9 +252,9 @@ class Message(SQLModel, table=True):
 class MessageChunk(SQLModel, table=True):
     """One delta of a streamed reply, stored once per ``(message_id, seq)``.
 
-    The message's ``content`` always holds its chunks joined in ``seq`` order; chunks are
-    kept while the reply streams (for readers that resume after ``seq``) and for a reply
-    that ended ``interrupted`` or ``error``, and dropped when it completes.
+    While the reply streams, the message's ``content`` is its chunks joined in ``seq``
+    order. Chunks stay as long as their message (for readers that resume after a ``seq``,
+    even once the reply has ended): they cost about the reply's size again.
     """
 
     __tablename__ = "message_chunks"

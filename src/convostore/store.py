@@ -361,6 +361,8 @@ class AsyncStore(_Base):
         # greenlet per call. No in-process SQLite write lock there: a thread lock held
         # across an await would block the whole event loop.
         self._runner = _Runner(self.engine.sync_engine, self.config, None)
+        # PostgreSQL LISTEN connections of follow_stream, one per event loop.
+        self._stream_listeners: dict[Any, Any] = {}
 
     async def _first_connect(self) -> None:
         """Make the engine's first connection under a lock that every event loop shares.
@@ -416,6 +418,13 @@ class AsyncStore(_Base):
 
     async def aclose(self) -> None:
         """Release the connection pools (the engine only if this store created it)."""
+        listeners, self._stream_listeners = self._stream_listeners, {}
+        running = asyncio.get_running_loop()
+        for loop, listener in listeners.items():
+            if loop is running:
+                await listener.aclose()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(listener.cancel)
         if self._threaded is not None:
             self._threaded.close()
         if self._owns_engine:
