@@ -29,18 +29,23 @@ def test_public_api_is_exactly_this() -> None:
         "ConversationPublic",
         "ConvostoreError",
         "Message",
+        "MessageChunk",
         "MessageCreate",
         "MessagePublic",
         "MessageRole",
+        "MessageStatus",
         "MissingExtraError",
         "NotFoundError",
         "Page",
         "Store",
+        "StreamChunk",
+        "StreamRead",
         "TokenCounter",
         "UnavailableError",
         "ValidationError",
         "__version__",
         "approximate_tokens",
+        "follow_stream",
     }
     for name in convostore.__all__:
         assert hasattr(convostore, name), name

@@ -22,9 +22,17 @@ from convostore.errors import (
     ValidationError,
 )
 from convostore.history import TokenCounter, approximate_tokens
-from convostore.models import Conversation, Message, MessageRole
-from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page
+from convostore.models import Conversation, Message, MessageChunk, MessageRole, MessageStatus
+from convostore.schemas import (
+    ConversationPublic,
+    MessageCreate,
+    MessagePublic,
+    Page,
+    StreamChunk,
+    StreamRead,
+)
 from convostore.store import AsyncStore, Store
+from convostore.streaming import follow_stream
 
 # The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
 # which import each other's modules: installed here, once both are complete. Importing
@@ -41,16 +49,21 @@ __all__ = [
     "ConversationPublic",
     "ConvostoreError",
     "Message",
+    "MessageChunk",
     "MessageCreate",
     "MessagePublic",
     "MessageRole",
+    "MessageStatus",
     "MissingExtraError",
     "NotFoundError",
     "Page",
     "Store",
+    "StreamChunk",
+    "StreamRead",
     "TokenCounter",
     "UnavailableError",
     "ValidationError",
     "__version__",
     "approximate_tokens",
+    "follow_stream",
 ]
