@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--backend sqlite|postgresql|all] [--quick] [--scale] [--out DIR]``."""
+"""``python -m benchmarks [--backend sqlite|postgresql|all] [--quick] [--scale] [--streaming]
+[--out DIR]``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale", action="store_true", help="grow to 1M rows and show W4/W5 stay flat (+ plot)"
     )
     parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a streamed reply of 500 deltas (batched every ~100 ms) vs one append",
+    )
+    parser.add_argument(
         "--max-rows", type=int, default=1_000_000, help="largest step of the scale run"
     )
     parser.add_argument(
@@ -32,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     backends: list[Backend] = list(BACKENDS) if args.backend == "all" else [args.backend]
+    if args.streaming:
+        from benchmarks.streaming import main_streaming
+
+        main_streaming(backends, args.out, quick=args.quick)
+        return 0
     if args.scale:
         from benchmarks.scale import main_scale
 

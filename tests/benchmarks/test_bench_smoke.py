@@ -262,3 +262,17 @@ async def test_scale_run_in_tiny_steps(bench_db: Database, tmp_path: Path) -> No
         assert all(text.startswith("Limit") for text in plans["postgresql"].values())
     plot(points, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_streaming_benchmark_runs_and_checks_the_replies(bench_db: Database) -> None:
+    from benchmarks.streaming import markdown, run_streaming
+
+    rows = run_streaming(bench_db, reps=1, tokens=30)
+    assert [(r.way, r.calls) for r in rows] == [
+        ("batched", 5),
+        ("unbatched", 32),
+        ("one append", 1),
+    ]
+    assert all(r.median_ms > 0 for r in rows)
+    assert f"| {bench_db.backend} | one append | 1 |" in markdown(rows)
+    assert parse_args(["--streaming"]).streaming
