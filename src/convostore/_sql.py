@@ -33,6 +33,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     null,
     select,
     text,
@@ -66,6 +67,10 @@ M = messages_table
 K = chunks_table
 
 STREAMING = MessageStatus.STREAMING.value
+# As SQL literals, not bound values: the statements stay the same text, and PostgreSQL
+# can match ``status = 'streaming'`` to the partial index even in a generic plan.
+_STREAMING_SQL: ColumnElement[str] = literal_column(f"'{STREAMING}'")
+_INTERRUPTED_SQL: ColumnElement[str] = literal_column(f"'{MessageStatus.INTERRUPTED.value}'")
 
 #: A message's status as every reader sees it: a ``streaming`` message whose writer's lease
 #: (``stream_heartbeat_at``) is older than ``:stale`` reads as ``interrupted``. The cutoff
@@ -73,10 +78,10 @@ STREAMING = MessageStatus.STREAMING.value
 STATUS: ColumnElement[str] = case(
     (
         and_(
-            M.c.status == STREAMING,
+            M.c.status == _STREAMING_SQL,
             M.c.stream_heartbeat_at < bindparam("stale", type_=UTCDateTime()),
         ),
-        MessageStatus.INTERRUPTED.value,
+        _INTERRUPTED_SQL,
     ),
     else_=M.c.status,
 ).label("status")
@@ -584,10 +589,10 @@ INTERRUPT_STALE: Update = (
     .where(
         M.c.conversation_id == bindparam("cid", type_=BigInteger()),
         M.c.user_id == bindparam("uid", type_=String()),
-        M.c.status == STREAMING,
+        M.c.status == _STREAMING_SQL,
         M.c.stream_heartbeat_at < bindparam("stale", type_=UTCDateTime()),
     )
-    .values(status=MessageStatus.INTERRUPTED.value)
+    .values(status=_INTERRUPTED_SQL)
 )
 
 
