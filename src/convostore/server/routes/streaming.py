@@ -35,7 +35,9 @@ from convostore.streaming import follow_stream
 
 router = APIRouter(prefix="/conversations/{conversation_id}/messages", tags=["streaming"])
 
-MessageId = Annotated[int, Path(ge=1, le=MAX_ID, description="The streamed message's id.")]
+MessageId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The streamed message's id.", examples=[2])
+]
 
 
 class BeginBody(BaseModel):
@@ -56,7 +58,8 @@ class BeginBody(BaseModel):
 class DeltaBody(BaseModel):
     """One delta: ``seq`` is the writer's own order (0, 1, 2, ...; a retry repeats it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # JSON has types: "5" or 5.0 is not a seq.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     seq: int = Field(ge=0, le=MAX_SEQ)
     text: str = Field(min_length=1)
@@ -247,10 +250,21 @@ async def _start(
     return after_seq
 
 
+def _json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """:func:`responses` for a route whose own media type is not JSON: its errors are."""
+    out = responses(*statuses)
+    for entry in out.values():
+        del entry["model"]
+        entry["content"] = {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+        }
+    return out
+
+
 @router.get(
     "/{message_id}/stream",
     response_class=EventSourceResponse,
-    responses=responses(401, 404, 422),
+    responses=_json_errors(401, 404, 422),
 )
 async def follow(
     conversation_id: ConversationId,
