@@ -175,7 +175,7 @@ CHECK_VIOLATIONS = {
         "UPDATE messages SET status = ''",
     ],
     "ck_message_chunks_seq": [
-        "INSERT INTO message_chunks (message_id, seq, text) VALUES (1, -1, 'x')",
+        "INSERT INTO message_chunks (message_id, user_id, seq, text) VALUES (1, 'alice', -1, 'x')",
     ],
 }
 

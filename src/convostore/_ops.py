@@ -757,18 +757,18 @@ def append_delta(
     mid = row.message.id
     if row.message.status == "streaming":
         now = utcnow()
-        params = {"message_id": mid, "seq": seq, "text": text, "created_at": now}
+        params = {"message_id": mid, "uid": user_id, "seq": seq, "text": text, "created_at": now}
         if _driver_execute(tx, _sql.insert_chunk(tx.pg), params)[1]:
             if row.length + len(text) > tx.config.max_content_length:
                 raise ValidationError(
                     "text",
                     f"the streamed content would exceed {tx.config.max_content_length} characters",
                 )
-            update = {"mid": mid, "seq": seq, "text": text, "now": now}
+            update = {"mid": mid, "uid": user_id, "seq": seq, "text": text, "now": now}
             tx.conn.execute(_sql.add_chunk_to_content(tx.pg), update)
             _notify(tx, mid)
             return True
-    stored = _driver_execute(tx, _sql.CHUNK_TEXT, {"mid": mid, "seq": seq})[1]
+    stored = _driver_execute(tx, _sql.CHUNK_TEXT, {"mid": mid, "uid": user_id, "seq": seq})[1]
     if stored and stored[0][0] == text:
         return False
     if stored:
@@ -906,6 +906,6 @@ def read_stream(
     after = validate_after_seq(after_seq)
     validate_limit(limit, maximum=MAX_CHUNK_PAGE)
     row = _stream_row(tx, user_id, message_id, conversation_id, lock=False)
-    params = {"mid": row.message.id, "after": after, "lim": limit + 1}
+    params = {"mid": row.message.id, "uid": user_id, "after": after, "lim": limit + 1}
     chunks = construct_all(StreamChunk, _read(tx, _sql.CHUNKS_AFTER, params))
     return StreamRead(message=row.message, chunks=chunks[:limit], has_more=len(chunks) > limit)

@@ -599,11 +599,12 @@ INTERRUPT_STALE: Update = (
 @cache
 def insert_chunk(pg: bool) -> Insert:
     """Store one delta once: a retried ``(message_id, seq)`` inserts nothing and returns no
-    row (params: ``message_id``, ``seq``, ``text``, ``created_at``)."""
+    row (params: ``message_id``, ``uid``, ``seq``, ``text``, ``created_at``)."""
     ins = postgresql.insert(K) if pg else sqlite.insert(K)
     return (
         ins.values(
             message_id=bindparam("message_id", type_=BigInteger()),
+            user_id=bindparam("uid", type_=String()),
             seq=bindparam("seq", type_=Integer()),
             text=bindparam("text", type_=Text()),
             created_at=bindparam("created_at", type_=UTCDateTime()),
@@ -613,19 +614,20 @@ def insert_chunk(pg: bool) -> Insert:
     )
 
 
-#: The stored text of one delta (params: ``mid``, ``seq``).
+#: The stored text of one delta (params: ``mid``, ``uid``, ``seq``).
 CHUNK_TEXT: Select[Any] = select(K.c.text).where(
     K.c.message_id == bindparam("mid", type_=BigInteger()),
+    K.c.user_id == bindparam("uid", type_=String()),
     K.c.seq == bindparam("seq", type_=Integer()),
 )
 
 _JOINED_CHUNKS = {
     "postgresql": "(SELECT string_agg(text, '' ORDER BY seq) FROM message_chunks"
-    " WHERE message_id = :mid)",
+    " WHERE message_id = :mid AND user_id = :uid)",
     # SQLite before 3.44 has no ORDER BY inside an aggregate: it concatenates in the
     # order of the ordered subquery it reads.
     "sqlite": "(SELECT group_concat(text, '') FROM (SELECT text FROM message_chunks"
-    " WHERE message_id = :mid ORDER BY seq))",
+    " WHERE message_id = :mid AND user_id = :uid ORDER BY seq))",
 }
 
 
@@ -634,16 +636,18 @@ def add_chunk_to_content(pg: bool) -> TextClause:
     """Keep ``content`` equal to the chunks joined in seq order, renewing the lease.
 
     A delta after every stored one (the usual case) is appended; one that fills a gap
-    (out of order) has the content rebuilt from the chunks. Params: ``mid``, ``seq``,
-    ``text``, ``now``.
+    (out of order) has the content rebuilt from the chunks. Params: ``mid``, ``uid``,
+    ``seq``, ``text``, ``now``.
     """
     joined = _JOINED_CHUNKS["postgresql" if pg else "sqlite"]
     return text(
         "UPDATE messages SET content = CASE WHEN EXISTS (SELECT 1 FROM message_chunks"
-        f" WHERE message_id = :mid AND seq > :seq) THEN {joined} ELSE content || :text END,"
-        " stream_heartbeat_at = :now WHERE id = :mid"
+        " WHERE message_id = :mid AND user_id = :uid AND seq > :seq)"
+        f" THEN {joined} ELSE content || :text END,"
+        " stream_heartbeat_at = :now WHERE id = :mid AND user_id = :uid"
     ).bindparams(
         bindparam("mid", type_=BigInteger()),
+        bindparam("uid", type_=String()),
         bindparam("seq", type_=Integer()),
         bindparam("text", type_=Text()),
         bindparam("now", type_=UTCDateTime()),
@@ -655,11 +659,13 @@ def end_stream(message_id: int, values: dict[str, Any]) -> Update:
     return update(M).where(M.c.id == message_id).values(**values)
 
 
-#: A reply's chunks after ``:after`` in seq order (params: ``mid``, ``after``, ``lim``).
+#: A reply's chunks after ``:after`` in seq order (params: ``mid``, ``uid``, ``after``,
+#: ``lim``).
 CHUNKS_AFTER: Select[Any] = (
     select(K.c.seq, K.c.text)
     .where(
         K.c.message_id == bindparam("mid", type_=BigInteger()),
+        K.c.user_id == bindparam("uid", type_=String()),
         K.c.seq > bindparam("after", type_=Integer()),
     )
     .order_by(K.c.seq)

@@ -267,6 +267,8 @@ class MessageChunk(SQLModel, table=True):
 
     message_id: int = Field(sa_column=Column(IdType, primary_key=True))
     seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # The message's owner, as on every table: the tenant (and shard) key of every query.
+    user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime | None = _created_at()
 

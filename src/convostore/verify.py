@@ -183,7 +183,8 @@ def _behaviour(conn: Connection) -> list[Check]:
             lambda: message(conv_id, pos=3, status="streaming"),
         )
     )
-    conn.execute(_sql.K.insert().values(message_id=streaming, seq=0, text="x", created_at=now))
+    chunk = {"message_id": streaming, "user_id": probe, "seq": 0, "text": "x", "created_at": now}
+    conn.execute(_sql.K.insert().values(**chunk))
     checks.append(
         _cascades(
             conn,

@@ -69,6 +69,7 @@ def upgrade() -> None:
         "message_chunks",
         sa.Column("message_id", ID, nullable=False),
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("user_id", sa.String(255), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("created_at", TS, server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint("seq >= 0", name="ck_message_chunks_seq"),
