@@ -119,6 +119,26 @@ async def test_fail_and_interrupt_over_rest(client: httpx.AsyncClient, auth: Aut
     assert events == [("end", failed.json())]
 
 
+async def test_a_followed_reply_that_is_deleted_ends_the_stream(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    h = auth()
+    cid = (await client.post("/v1/conversations", json={}, headers=h)).json()["id"]
+    base = f"/v1/conversations/{cid}/messages"
+    mid = (await client.post(f"{base}/begin", headers=h)).json()["id"]
+    await client.post(f"{base}/{mid}/deltas", json={"seq": 0, "text": "x"}, headers=h)
+
+    async def events() -> list[tuple[str, object]]:
+        async with aconnect_sse(client, "GET", f"{base}/{mid}/stream", headers=h) as source:
+            return [(e.event, e.json()) async for e in source.aiter_sse()]
+
+    following = asyncio.create_task(events())
+    await asyncio.sleep(0.3)  # the follower has replayed seq 0 and waits for more
+    await client.delete(f"{base}/last", headers=h)  # regenerate: the reply goes
+    got = await asyncio.wait_for(following, 30)
+    assert got == [("delta", {"seq": 0, "text": "x"}), ("deleted", {"id": mid})]
+
+
 # ----------------------------------------------------------------- a real server
 
 

@@ -10,7 +10,8 @@
 
 The event stream replays the deltas after ``Last-Event-ID`` (or ``?after_seq=``) as
 ``delta`` events (``id`` = seq, data ``{"seq", "text"}``), follows new ones, and ends with
-one ``end`` event whose data is the final message (``status`` and the whole ``content``).
+one ``end`` event whose data is the final message (``status`` and the whole ``content``),
+or a ``deleted`` event if the message is deleted while it is followed.
 Framing and keep-alive comments are FastAPI's own (``fastapi.sse``).
 """
 
@@ -24,7 +25,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
 from convostore._ops import MAX_CHUNK_PAGE
-from convostore.errors import ValidationError
+from convostore.errors import NotFoundError, ValidationError
 from convostore.models import MAX_ID_LENGTH
 from convostore.schemas import MAX_SEQ, MessagePublic, StreamChunk, StreamRead
 from convostore.server.deps import CurrentUser, StoreDep
@@ -274,11 +275,16 @@ async def follow(
     after_seq: Annotated[int | None, Depends(_start)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: ``delta`` events (``id`` = seq) after ``Last-Event-ID``, live,
-    then one ``end`` event with the final message (its ``content`` is the whole text)."""
-    async for event in follow_stream(
-        store, user, message_id, after_seq, conversation_id=conversation_id
-    ):
-        if isinstance(event, StreamChunk):
-            yield ServerSentEvent(event="delta", id=str(event.seq), data=event)
-        else:
-            yield ServerSentEvent(event="end", data=event)
+    then one ``end`` event with the final message (its ``content`` is the whole text), or
+    ``deleted`` if the message is deleted meanwhile (regenerate, a deleted conversation)."""
+    try:
+        async for event in follow_stream(
+            store, user, message_id, after_seq, conversation_id=conversation_id
+        ):
+            if isinstance(event, StreamChunk):
+                yield ServerSentEvent(event="delta", id=str(event.seq), data=event)
+            else:
+                yield ServerSentEvent(event="end", data=event)
+    except NotFoundError:
+        # It existed when the response started (_start): it was deleted since.
+        yield ServerSentEvent(event="deleted", data={"id": message_id})
