@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--backend B|all] [--quick] [--scale|--search] [--out DIR]``."""
+"""``python -m benchmarks [--backend B|all] [--quick] [--scale|--search|--streaming]
+[--out DIR]``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="full-text search latency vs a LIKE scan, and the index's write overhead",
     )
     parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a streamed reply of 500 deltas (batched every ~100 ms) vs one append",
+    )
+    parser.add_argument(
         "--max-rows",
         type=int,
         default=None,
@@ -44,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.search import main_search
 
         main_search(backends, args.out, quick=args.quick, max_rows=args.max_rows)
+        return 0
+    if args.streaming:
+        from benchmarks.streaming import main_streaming
+
+        main_streaming(backends, args.out, quick=args.quick)
         return 0
     if args.scale:
         from benchmarks.scale import main_scale

@@ -387,3 +387,49 @@ def test_an_export_taken_under_concurrent_writers_restores_without_loss(
         assert [json.loads(x) for x in export_text(target).splitlines()] == lines
     finally:
         target.dispose()
+
+
+@pytest.mark.parametrize(
+    "target_backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_streamed_replies_are_exported_with_their_text_and_status(
+    store: Store, empty_db: Callable[[str], str], target_backend: str
+) -> None:
+    conv = store.create_conversation("alice", messages=[{"role": "user", "content": "Q"}])
+    done = store.begin_message("alice", conv.id, key="r1")
+    store.append_delta("alice", done.id, 0, "complete answer")
+    store.finish_message("alice", done.id)
+    failed = store.begin_message("alice", conv.id)
+    store.append_delta("alice", failed.id, 0, "half")
+    store.fail_message("alice", failed.id)
+    store.begin_message("alice", conv.id)  # still streaming, nothing received yet
+    [line] = export_text(store.engine).splitlines()
+    messages = json.loads(line)["messages"]
+    assert [(m.get("status"), m["content"]) for m in messages] == [
+        (None, "Q"),
+        (None, "complete answer"),
+        ("error", "half"),
+        ("interrupted", ""),  # nobody will finish it in the copy
+    ]
+    target = make_engine(empty_db(target_backend))
+    try:
+        report = import_jsonl(target, [line])
+        assert (report.imported, report.messages, report.skipped) == (1, 4, [])
+        with Store(target) as copy:
+            stored = copy.get_messages("alice", conv.id)
+            assert [(m.status, m.content, m.key) for m in stored] == [
+                ("complete", "Q", None),
+                ("complete", "complete answer", "r1"),
+                ("error", "half", None),
+                ("interrupted", "", None),
+            ]
+            # The copy takes a new reply at once: nothing is left streaming there.
+            assert copy.begin_message("alice", conv.id).position == 5
+        streaming = json.loads(line)
+        streaming["messages"][3]["status"] = "streaming"
+        streaming["id"] = None
+        streaming["messages"] = [{**m, "id": None} for m in streaming["messages"]]
+        again = import_jsonl(target, [json.dumps(streaming)])
+        assert again.imported == 1 and again.skipped == []
+    finally:
+        target.dispose()

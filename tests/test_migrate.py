@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from convostore import _ddl, migrate
+from convostore import Store, _ddl, migrate
 from convostore.cli import app
 from convostore.db import make_engine
 
@@ -46,6 +46,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
             "conversations",
             "messages",
             "convostore_api_keys",
+            "message_chunks",
         }
         assert migrate.check(engine) == []
 
@@ -56,6 +57,39 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
         migrate.upgrade(engine)
         assert migrate.current(engine) == migrate.head()
         assert migrate.check(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_streaming_migration_goes_down_and_up_with_data(empty_url: str) -> None:
+    """0004 down to 0002 and back keeps the rows, and the seeds' raw inserts (the trigger
+    path, rebuilt on SQLite) keep working at both revisions."""
+    raw = "INSERT INTO messages (conversation_id, role, content) VALUES (:cid, 'user', :content)"
+    engine = make_engine(empty_url)
+    try:
+        migrate.upgrade(engine)
+        with Store(engine) as store:
+            cid = store.create_conversation("alice").id
+            reply = store.begin_message("alice", cid)
+            store.append_delta("alice", reply.id, 0, "partial")
+        migrate.downgrade(engine, "0002")
+        assert "message_chunks" not in _tables(empty_url)
+        with engine.begin() as conn:
+            conn.execute(text(raw), {"cid": cid, "content": "at 0002"})
+            rows = conn.execute(text("SELECT position, content FROM messages ORDER BY 1")).all()
+        assert [tuple(r) for r in rows] == [(1, "partial"), (2, "at 0002")]
+        migrate.upgrade(engine)
+        assert migrate.check(engine) == []
+        with engine.begin() as conn:
+            conn.execute(text(raw), {"cid": cid, "content": "at head"})
+        with Store(engine) as store:
+            stored = store.get_messages("alice", cid)
+            assert [(m.position, m.status) for m in stored] == [
+                (1, "complete"),  # what a downgrade cannot keep: the status column
+                (2, "complete"),
+                (3, "complete"),
+            ]
+            assert store.begin_message("alice", cid).position == 4
     finally:
         engine.dispose()
 
@@ -209,6 +243,7 @@ def test_a_database_of_the_first_release_is_upgraded_with_its_data(empty_url: st
             "conversations",
             "messages",
             "convostore_api_keys",
+            "message_chunks",
         }
         assert migrate.check(engine) == []
         with engine.begin() as conn:

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from convostore import Store, ValidationError
 from convostore.db import make_engine
-from convostore.models import Conversation, Message, MessageRole, User
+from convostore.models import Conversation, Message, MessageChunk, MessageRole, User
 
 
 @pytest.fixture
@@ -169,13 +169,21 @@ CHECK_VIOLATIONS = {
         "UPDATE messages SET role = ''",
     ],
     "ck_conversations_message_count": ["UPDATE conversations SET message_count = -1"],
+    "ck_messages_status": [
+        "INSERT INTO messages (conversation_id, user_id, position, role, content, status)"
+        " VALUES (1, 'alice', 2, 'user', 'x', 'done')",
+        "UPDATE messages SET status = ''",
+    ],
+    "ck_message_chunks_seq": [
+        "INSERT INTO message_chunks (message_id, user_id, seq, text) VALUES (1, 'alice', -1, 'x')",
+    ],
 }
 
 
 def test_every_check_constraint_is_tested() -> None:
     names = {
         str(c.name)
-        for table in (Conversation.__table__, Message.__table__)  # type: ignore[attr-defined]
+        for table in (Conversation.__table__, Message.__table__, MessageChunk.__table__)  # type: ignore[attr-defined]
         for c in table.constraints
         if c.__class__.__name__ == "CheckConstraint"
     }

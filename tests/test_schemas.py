@@ -198,6 +198,7 @@ def test_construct_trusted_equals_validated_construction() -> None:
         "metadata": {"k": "v"},
         "key": "k1",
         "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "status": "streaming",
     }
     fast = construct_trusted(MessagePublic, dict(values))
     slow = MessagePublic(**values)

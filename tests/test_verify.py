@@ -44,6 +44,7 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
         "table convostore_api_keys",
         "table conversations",
         "table messages",
+        "table message_chunks",
         "trigger convostore_message_defaults",
         "trigger convostore_register_user",
         "behaviour probes",

@@ -22,9 +22,18 @@ from convostore.errors import (
     ValidationError,
 )
 from convostore.history import TokenCounter, approximate_tokens
-from convostore.models import Conversation, Message, MessageRole
-from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page, SearchHit
+from convostore.models import Conversation, Message, MessageChunk, MessageRole, MessageStatus
+from convostore.schemas import (
+    ConversationPublic,
+    MessageCreate,
+    MessagePublic,
+    Page,
+    SearchHit,
+    StreamChunk,
+    StreamRead,
+)
 from convostore.store import AsyncStore, Store
+from convostore.streaming import follow_stream
 
 # The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
 # which import each other's modules: installed here, once both are complete. Importing
@@ -41,17 +50,22 @@ __all__ = [
     "ConversationPublic",
     "ConvostoreError",
     "Message",
+    "MessageChunk",
     "MessageCreate",
     "MessagePublic",
     "MessageRole",
+    "MessageStatus",
     "MissingExtraError",
     "NotFoundError",
     "Page",
     "SearchHit",
     "Store",
+    "StreamChunk",
+    "StreamRead",
     "TokenCounter",
     "UnavailableError",
     "ValidationError",
     "__version__",
     "approximate_tokens",
+    "follow_stream",
 ]

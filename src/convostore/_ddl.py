@@ -73,6 +73,8 @@ def sqlite_next_timestamp(prev: str, now: str, n: str) -> str:
 _SQLITE_CLOCK = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
 _MESSAGE_COLUMNS = "role, content, tool_calls, tool_call_id, metadata, client_key"
+# Since migration 0004 (streamed replies); earlier revisions recreate the trigger without.
+_STREAM_COLUMNS = ", status, stream_heartbeat_at"
 
 
 def _pg_statements(own_users: bool) -> list[str]:
@@ -133,10 +135,12 @@ $$""",
     return statements
 
 
-def _sqlite_statements(own_users: bool) -> list[str]:
+def _sqlite_statements(own_users: bool, streaming: bool) -> list[str]:
     # SQLite triggers cannot assign NEW: the trigger stores the completed row itself and
     # drops the original one (RAISE(IGNORE)). The ORM path never gets here, because
     # convostore._orm fills in the position first (the ORM needs the real row id back).
+    stream = _STREAM_COLUMNS if streaming else ""
+    new_stream = ", NEW.status, NEW.stream_heartbeat_at" if streaming else ""
     statements = [
         f"DROP TRIGGER IF EXISTS {_MESSAGE_TRIGGER}",
         f"""CREATE TRIGGER {_MESSAGE_TRIGGER} BEFORE INSERT ON messages
@@ -153,11 +157,11 @@ BEGIN
      WHERE id = NEW.conversation_id AND NEW.position IS NULL;
     -- NEW.id is -1 when the caller gave none. A caller that placed the row itself (a
     -- position) only left out the time, which is then the clock's.
-    INSERT INTO messages (id, conversation_id, user_id, position, {_MESSAGE_COLUMNS},
+    INSERT INTO messages (id, conversation_id, user_id, position, {_MESSAGE_COLUMNS}{stream},
                           created_at)
     SELECT NULLIF(NEW.id, -1), NEW.conversation_id, COALESCE(NEW.user_id, c.user_id),
            COALESCE(NEW.position, c.message_count), NEW.role, NEW.content, NEW.tool_calls,
-           NEW.tool_call_id, NEW.metadata, NEW.client_key,
+           NEW.tool_call_id, NEW.metadata, NEW.client_key{new_stream},
            COALESCE(NEW.created_at,
                     CASE WHEN NEW.position IS NULL THEN c.updated_at
                          ELSE {_SQLITE_CLOCK} || '000' END)
@@ -178,12 +182,15 @@ END""",
     return statements
 
 
-def create_statements(dialect: str, *, own_users: bool) -> list[str]:
-    """The DDL that (re)creates convostore's triggers on ``dialect``; idempotent."""
+def create_statements(dialect: str, *, own_users: bool, streaming: bool = True) -> list[str]:
+    """The DDL that (re)creates convostore's triggers on ``dialect``; idempotent.
+
+    ``streaming=False``: for a schema before migration 0004 (no ``status`` columns).
+    """
     if dialect == "postgresql":
         return _pg_statements(own_users)
     if dialect == "sqlite":
-        return _sqlite_statements(own_users)
+        return _sqlite_statements(own_users, streaming)
     return []
 
 

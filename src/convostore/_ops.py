@@ -27,6 +27,7 @@ from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
 from convostore.models import MessageRole
 from convostore.schemas import (
+    STREAMABLE_ROLES,
     ChatMessage,
     ConversationPublic,
     MessageCreate,
@@ -35,15 +36,20 @@ from convostore.schemas import (
     Order,
     Page,
     SearchHit,
+    StreamChunk,
+    StreamRead,
     construct_all,
     construct_trusted,
     parse_search_query,
+    validate_after_seq,
     validate_cursor,
+    validate_delta,
     validate_id,
     validate_limit,
     validate_message,
     validate_messages,
     validate_metadata,
+    validate_partial_message,
     validate_position,
     validate_title,
     validate_user_id,
@@ -103,6 +109,8 @@ class StoreConfig:
     #: PostgreSQL's text-search configuration (``CONVOSTORE_SEARCH_CONFIG``); it must be
     #: the one the search index was built with.
     search_config: str = "simple"
+    #: A streaming reply not renewed (by a delta) for this long reads as interrupted.
+    stream_lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +122,13 @@ class Tx:
     config: StoreConfig
 
 
+def _stale(tx: Tx) -> Any:
+    """The lease cutoff of this call (bound as ``stale`` wherever a status is read)."""
+    return _sql.stale_before(tx.config.stream_lease_seconds)
+
+
 _CONV_FIELDS = tuple(c.key for c in _sql.CONVERSATION_COLUMNS)
-_MSG_FIELDS = tuple("key" if c.key == "client_key" else c.key for c in _sql.MESSAGE_COLUMNS)
+_MSG_FIELDS = tuple("key" if c.key == "client_key" else str(c.key) for c in _sql.MESSAGE_COLUMNS)
 
 
 def _conversation(row: Sequence[Any]) -> ConversationPublic:
@@ -380,16 +393,27 @@ def delete_conversation(tx: Tx, user_id: str, conversation_id: int) -> None:
 
 
 def _append(
-    tx: Tx, user_id: str, conversation_id: int, items: Sequence[MessageCreate]
+    tx: Tx,
+    user_id: str,
+    conversation_id: int,
+    items: Sequence[MessageCreate],
+    *,
+    status: str = "complete",
 ) -> list[MessagePublic]:
-    """Append validated messages; idempotent for messages that carry a ``key``."""
+    """Append validated messages; idempotent for messages that carry a ``key``.
+
+    ``status="streaming"`` (one message: ``begin_message``) reserves the position for a
+    reply that is still being written, its lease starting now.
+    """
     existing: dict[str, MessagePublic] = {}
     keys = [m.key for m in items if m.key is not None]
+    streamed = status != "complete"
     if keys:
-        found = tx.conn.execute(_sql.select_messages_by_key(user_id, conversation_id, keys))
+        by_key = _sql.select_messages_by_key(user_id, conversation_id, keys)
+        found = tx.conn.execute(by_key, {"stale": _stale(tx)})
         existing = {m.key: m for m in map(_message, found) if m.key is not None}
         for item in items:
-            if item.key in existing and not _same_message(item, existing[item.key]):
+            if item.key in existing and not _same_message(item, existing[item.key], streamed):
                 # As payment APIs do: a key names one request; reusing it for another
                 # would silently drop the new message, so it is an error.
                 raise ConflictError(
@@ -402,7 +426,9 @@ def _append(
         now = utcnow()
         auto_title = derive_title(new) if tx.config.auto_title else None
         if tx.pg:
-            stmt, params = _sql.pg_append(user_id, conversation_id, new, now, auto_title)
+            stmt, params = _sql.pg_append(
+                user_id, conversation_id, new, now, auto_title, status=status
+            )
             # RETURNING order is not guaranteed by SQL: pair ids with messages by position.
             query, returned = _driver_execute(tx, stmt, params)
             ids: Sequence[Any] = sorted(returned, key=lambda r: r[1])
@@ -423,7 +449,7 @@ def _append(
                 raise NotFoundError("conversation", conversation_id)
             record = query.records(bumped)[0]
             base, last = record["message_count"] - len(new), record["updated_at"]
-        rows = _sql.message_rows(user_id, conversation_id, base, new, last)
+        rows = _sql.message_rows(user_id, conversation_id, base, new, last, status)
         if not tx.pg and len(rows) == 1:
             ids = _driver_execute(tx, _sql.INSERT_ONE_MESSAGE, rows[0])[1]
         elif not tx.pg:
@@ -432,7 +458,7 @@ def _append(
             ids = _driver_execute(tx, _sql.NEW_MESSAGE_IDS, inserted)[1]
         for m, row, returned in zip(new, rows, ids, strict=True):
             values = {**row, "id": returned[0], "key": row["client_key"]}
-            del values["client_key"]
+            del values["client_key"], values["stream_heartbeat_at"]
             stored[id(m)] = construct_trusted(MessagePublic, values)
     elif not existing:
         _require_conversation(tx, user_id, conversation_id)
@@ -441,8 +467,13 @@ def _append(
     ]
 
 
-def _same_message(item: MessageCreate, stored: MessagePublic) -> bool:
-    """Whether a retried message (same key) asks for what is stored."""
+def _same_message(item: MessageCreate, stored: MessagePublic, streamed: bool = False) -> bool:
+    """Whether a retried message (same key) asks for what is stored.
+
+    A retried ``begin_message`` names the reply, whatever text it has received since.
+    """
+    if streamed:
+        return item.role == stored.role and item.metadata == stored.metadata
     return (
         item.role == stored.role
         and item.content == stored.content
@@ -481,7 +512,7 @@ def append_messages(
 
 
 def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[MessagePublic]:
-    rows = _read(tx, *_sql.messages_params(user_id, conversation_id, **kwargs))
+    rows = _read(tx, *_sql.messages_params(user_id, conversation_id, stale=_stale(tx), **kwargs))
     if not rows:
         # An empty answer is ambiguous: an empty page, or not this user's conversation.
         _require_conversation(tx, user_id, conversation_id)
@@ -548,13 +579,21 @@ class _WindowRow(NamedTuple):
     tool_calls: list[dict[str, Any]] | None
     tool_call_id: str | None
     position: int
+    status: str  # lease-aware, as readers see it
 
 
 def _newest_first(tx: Tx, user_id: str, conversation_id: int, chunk: int) -> Iterator[_WindowRow]:
     before: int | None = None
+    stale = _stale(tx)
     while True:
         stmt, params = _sql.messages_params(
-            user_id, conversation_id, before=before, descending=True, limit=chunk, window=True
+            user_id,
+            conversation_id,
+            before=before,
+            descending=True,
+            limit=chunk,
+            window=True,
+            stale=stale,
         )
         query, rows = _driver_execute(tx, stmt, params)
         if not rows and before is None:
@@ -576,6 +615,7 @@ def get_history(
     max_tokens: int | None = None,
     system_prompt: str | None = None,
     token_counter: TokenCounter | None = None,
+    include_incomplete: bool = True,
 ) -> list[ChatMessage]:
     """The model-ready window: the newest messages that fit, oldest first, chat format.
 
@@ -583,7 +623,13 @@ def get_history(
     including the pinned ``system_prompt`` (always first, always kept). An assistant tool
     call and its results are kept or dropped together; orphan tool results and calls never
     answered are left out, so the model API always accepts the window.
+
+    A reply that is still streaming is left out (the model should not see half an
+    answer); one that ended ``interrupted`` or ``error`` is kept with its partial text,
+    unless ``include_incomplete=False`` (an empty one is never sent).
     """
+    if not isinstance(include_incomplete, bool):
+        raise ValidationError("include_incomplete", "must be a boolean")
     validate_window(max_messages, max_tokens, system_prompt)
     if token_counter is not None and not callable(token_counter):
         raise ValidationError("token_counter", "must be callable")
@@ -595,13 +641,22 @@ def get_history(
             max_tokens = max(0, max_tokens - counter(head[0]))
     conversation_id = _conversation_id(conversation_id)
     chunk = min(_HISTORY_CHUNK, (max_messages or _HISTORY_CHUNK) + 1)
+    messages = _newest_first(tx, user_id, conversation_id, chunk)
     window = select_window(
-        _newest_first(tx, user_id, conversation_id, chunk),
+        (m for m in messages if _in_history(m, include_incomplete)),
         max_messages=max_messages,
         max_tokens=max_tokens,
         token_counter=counter,
     )
     return head + window
+
+
+def _in_history(message: _WindowRow, include_incomplete: bool) -> bool:
+    if message.status == "complete":
+        return True
+    if message.status == "streaming" or not message.content:
+        return False
+    return include_incomplete
 
 
 @operation(Mode.WRITE)
@@ -628,7 +683,8 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     if keep < 0 or conv.message_count <= keep:
         return []
     tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, utcnow()))
-    rows = tx.conn.execute(_sql.delete_messages_after(conversation_id, keep)).all()
+    stmt = _sql.delete_messages_after(conversation_id, keep)
+    rows = tx.conn.execute(stmt, {"stale": _stale(tx)}).all()
     return sorted((_message(r) for r in rows), key=lambda m: m.position)
 
 
@@ -735,3 +791,250 @@ def _search_hit(row: dict[str, Any]) -> SearchHit:
             "rank": float(row["score"]),
         },
     )
+
+
+# ------------------------------------------------------------------ streamed replies
+
+MAX_CHUNK_PAGE = 10_000
+
+
+def _message_id(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("message_id", "must be an integer")
+    if not -(2**63) <= value < 2**63:
+        raise NotFoundError("message", value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    message: MessagePublic
+    stored_status: str  # as stored: ``status`` is the lease-aware one
+    length: int
+
+
+def _stream_row(
+    tx: Tx, user_id: str, message_id: int, conversation_id: int | None, *, lock: bool
+) -> _Streamed:
+    mid = _message_id(message_id)
+    params: dict[str, Any] = {"mid": mid, "uid": user_id, "stale": _stale(tx)}
+    if conversation_id is not None:
+        params["cid"] = _conversation_id(conversation_id)
+    stmt = _sql.stream_message(in_conversation=conversation_id is not None, lock=lock)
+    rows = _read(tx, stmt, params)
+    if not rows:
+        raise NotFoundError("message", message_id)
+    record = rows[0]
+    stored, length = record.pop("stored_status"), record.pop("length")
+    return _Streamed(construct_trusted(MessagePublic, record), stored, length)
+
+
+def _notify(tx: Tx, message_id: int) -> None:
+    """Wake the reply's followers (PostgreSQL; SQLite's followers poll)."""
+    if tx.pg:
+        _driver_execute(tx, _sql.PG_NOTIFY, {"payload": str(message_id)})
+
+
+@operation(Mode.WRITE)
+def begin_message(
+    tx: Tx,
+    user_id: str,
+    conversation_id: int,
+    *,
+    role: str = "assistant",
+    key: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> MessagePublic:
+    """Reserve the next position for a reply that will be streamed: an empty message
+    with status ``streaming``, returned with its id (for ``append_delta``).
+
+    With a ``key``, a retried begin returns the same message. A conversation has at most
+    one reply streaming (the database enforces it): beginning another is a
+    ``ConflictError``, unless the first one's lease has run out, in which case it is
+    marked ``interrupted`` first. Messages appended meanwhile come after this one.
+    """
+    cid = _conversation_id(conversation_id)
+    if not isinstance(role, str) or role not in STREAMABLE_ROLES:
+        raise ValidationError("role", "must be 'assistant', 'user' or 'system'")
+    data = {"role": role, "content": "", "metadata": metadata, "key": key}
+    item = validate_partial_message(data, max_content_length=tx.config.max_content_length)
+    tx.conn.execute(_sql.INTERRUPT_STALE, {"cid": cid, "uid": user_id, "stale": _stale(tx)})
+    return _append(tx, user_id, cid, [item], status="streaming")[0]
+
+
+@operation(Mode.WRITE)
+def append_delta(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    seq: int,
+    text: str,
+    *,
+    conversation_id: int | None = None,
+) -> bool:
+    """Add the delta ``seq`` to a streaming reply and renew its lease; ``False`` if this
+    delta was stored already (a retry: nothing changes).
+
+    Deltas are joined in ``seq`` order whatever order they arrive in, so the message's
+    ``content`` is always the text so far. The same ``seq`` with different text, or a
+    delta for a reply that has ended (or whose lease ran out), is a ``ConflictError``;
+    content beyond the store's ``max_content_length`` is a ``ValidationError``. With
+    ``conversation_id``, the message must be in that conversation.
+    """
+    validate_delta(seq, text, max_content_length=tx.config.max_content_length)
+    row = _stream_row(tx, user_id, message_id, conversation_id, lock=True)
+    mid = row.message.id
+    if row.message.status == "streaming":
+        now = utcnow()
+        params = {"message_id": mid, "uid": user_id, "seq": seq, "text": text, "created_at": now}
+        if _driver_execute(tx, _sql.insert_chunk(tx.pg), params)[1]:
+            if row.length + len(text) > tx.config.max_content_length:
+                raise ValidationError(
+                    "text",
+                    f"the streamed content would exceed {tx.config.max_content_length} characters",
+                )
+            update = {"mid": mid, "uid": user_id, "seq": seq, "text": text, "now": now}
+            tx.conn.execute(_sql.add_chunk_to_content(tx.pg), update)
+            _notify(tx, mid)
+            return True
+    stored = _driver_execute(tx, _sql.CHUNK_TEXT, {"mid": mid, "uid": user_id, "seq": seq})[1]
+    if stored and stored[0][0] == text:
+        return False
+    if stored:
+        raise ConflictError(f"delta {seq} of message {mid} was already stored with other text")
+    raise ConflictError(f"message {mid} is {row.message.status}: it takes no more deltas")
+
+
+@operation(Mode.WRITE)
+def finish_message(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    *,
+    content: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+    conversation_id: int | None = None,
+) -> MessagePublic:
+    """Complete a streaming reply, in one transaction: its content is the deltas joined
+    in order unless ``content`` is given; ``tool_calls`` and ``metadata`` (replacing the
+    begin's) as for any message, validated by the same rules.
+
+    A retried finish (same arguments) returns the completed message; finishing a reply
+    that is complete otherwise, or that was interrupted or failed, is a ``ConflictError``.
+    The deltas stay (deleted with the message), so a follower that is behind still
+    receives every one of them; the message's ``content`` is the final text.
+    """
+    row = _stream_row(tx, user_id, message_id, conversation_id, lock=True)
+    msg = row.message
+    if msg.status == "complete":
+        if (
+            (content is None or content == msg.content)
+            and (tool_calls is None or tool_calls == msg.tool_calls)
+            and (metadata is None or metadata == msg.metadata)
+        ):
+            return msg
+        raise ConflictError(f"message {msg.id} is already complete")
+    if msg.status != "streaming":
+        raise ConflictError(f"message {msg.id} is {msg.status}: it can no longer be finished")
+    final = validate_message(
+        {
+            "role": msg.role,
+            "content": msg.content if content is None else content,
+            "tool_calls": tool_calls,
+            "metadata": msg.metadata if metadata is None else metadata,
+        },
+        max_content_length=tx.config.max_content_length,
+    )
+    values = {
+        "status": "complete",
+        "content": final.content,
+        "tool_calls": final.tool_calls,
+        "metadata": final.metadata,
+        "stream_heartbeat_at": utcnow(),
+    }
+    tx.conn.execute(_sql.end_stream(msg.id, values))
+    _notify(tx, msg.id)
+    del values["stream_heartbeat_at"]
+    return msg.model_copy(update=values)
+
+
+def _end(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    status: str,
+    metadata: dict[str, Any] | None,
+    conversation_id: int | None,
+) -> MessagePublic:
+    """End a streaming reply as ``interrupted`` or ``error``, keeping its partial text."""
+    metadata = validate_metadata(metadata)
+    row = _stream_row(tx, user_id, message_id, conversation_id, lock=True)
+    msg = row.message
+    if msg.status == status and row.stored_status == status and metadata is None:
+        return msg  # a retry
+    if row.stored_status != "streaming" and row.stored_status != status:
+        raise ConflictError(f"message {msg.id} is {msg.status}: it is no longer streaming")
+    values: dict[str, Any] = {"status": status}
+    if metadata is not None:
+        values["metadata"] = metadata
+    tx.conn.execute(_sql.end_stream(msg.id, values))
+    _notify(tx, msg.id)
+    return msg.model_copy(update=values)
+
+
+@operation(Mode.WRITE)
+def fail_message(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    *,
+    metadata: dict[str, Any] | None = None,
+    conversation_id: int | None = None,
+) -> MessagePublic:
+    """End a streaming reply with status ``error`` (the model call failed), keeping the
+    text received so far; ``metadata``, if given, replaces the message's (e.g. the error).
+    Failing a failed reply again returns it; one that completed or was interrupted is a
+    ``ConflictError``."""
+    return _end(tx, user_id, message_id, "error", metadata, conversation_id)
+
+
+@operation(Mode.WRITE)
+def interrupt_message(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    *,
+    metadata: dict[str, Any] | None = None,
+    conversation_id: int | None = None,
+) -> MessagePublic:
+    """End a streaming reply with status ``interrupted`` (the user pressed stop, the
+    client went away), keeping the text received so far. Idempotent; a reply that
+    completed or failed is a ``ConflictError``."""
+    return _end(tx, user_id, message_id, "interrupted", metadata, conversation_id)
+
+
+@operation(Mode.READ)
+def read_stream(
+    tx: Tx,
+    user_id: str,
+    message_id: int,
+    after_seq: int | None = None,
+    *,
+    limit: int = 1000,
+    conversation_id: int | None = None,
+) -> StreamRead:
+    """A streamed reply for a reader that resumes: the message (lease-aware ``status``,
+    content so far) and its stored deltas after ``after_seq`` (all if ``None``), in seq
+    order, at most ``limit`` of them (``has_more`` says if there are more).
+
+    The message is read before its deltas, so when it reads as ended the deltas returned
+    are all there will be. When ``finish_message`` was given the final ``content``, that
+    (not the deltas) is the reply's text.
+    """
+    after = validate_after_seq(after_seq)
+    validate_limit(limit, maximum=MAX_CHUNK_PAGE)
+    row = _stream_row(tx, user_id, message_id, conversation_id, lock=False)
+    params = {"mid": row.message.id, "uid": user_id, "after": after, "lim": limit + 1}
+    chunks = construct_all(StreamChunk, _read(tx, _sql.CHUNKS_AFTER, params))
+    return StreamRead(message=row.message, chunks=chunks[:limit], has_more=len(chunks) > limit)

@@ -29,11 +29,14 @@ from sqlalchemy import (
     Text,
     TextClause,
     Update,
+    and_,
     bindparam,
+    case,
     column,
     delete,
     func,
     insert,
+    literal_column,
     null,
     select,
     text,
@@ -48,10 +51,13 @@ from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
 
 from convostore._ddl import pg_next_timestamp, sqlite_next_timestamp
+from convostore.config import get_settings
 from convostore.errors import ValidationError
 from convostore.models import (
     OWNS_USERS,
     USERS_TABLE,
+    MessageStatus,
+    chunks_table,
     conversations_table,
     messages_table,
     users_table,
@@ -61,6 +67,35 @@ from convostore.types import UTCDateTime
 
 C = conversations_table
 M = messages_table
+K = chunks_table
+
+STREAMING = MessageStatus.STREAMING.value
+# As SQL literals, not bound values: the statements stay the same text, and PostgreSQL
+# can match ``status = 'streaming'`` to the partial index even in a generic plan.
+_STREAMING_SQL: ColumnElement[str] = literal_column(f"'{STREAMING}'")
+_INTERRUPTED_SQL: ColumnElement[str] = literal_column(f"'{MessageStatus.INTERRUPTED.value}'")
+
+#: A message's status as every reader sees it: a ``streaming`` message whose writer's lease
+#: (``stream_heartbeat_at``) is older than ``:stale`` reads as ``interrupted``. The cutoff
+#: is bound by the caller (:func:`stale_before`), the same expression on both databases.
+STATUS: ColumnElement[str] = case(
+    (
+        and_(
+            M.c.status == _STREAMING_SQL,
+            M.c.stream_heartbeat_at < bindparam("stale", type_=UTCDateTime()),
+        ),
+        _INTERRUPTED_SQL,
+    ),
+    else_=M.c.status,
+).label("status")
+
+
+def stale_before(lease_seconds: float | None = None, now: datetime | None = None) -> datetime:
+    """The lease cutoff: a streaming message last renewed before this is interrupted."""
+    if lease_seconds is None:
+        lease_seconds = get_settings().stream_lease_seconds
+    return (now or datetime.now(UTC)) - timedelta(seconds=lease_seconds)
+
 
 CONVERSATION_COLUMNS = (
     C.c.id,
@@ -84,6 +119,7 @@ MESSAGE_COLUMNS = (
     M.c.metadata,
     M.c.client_key,
     M.c.created_at,
+    STATUS,
 )
 
 
@@ -253,7 +289,8 @@ WITH conv AS (
  RETURNING id, user_id, message_count - {n} AS base, updated_at AS last
 )
 INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
-                      tool_call_id, metadata, client_key, created_at)
+                      tool_call_id, metadata, client_key, status, stream_heartbeat_at,
+                      created_at)
 SELECT conv.id, conv.user_id, conv.base + {values}, {created_at}
 {source}
 RETURNING id, position, created_at
@@ -288,7 +325,7 @@ PG_APPEND: TextualSelect = (
             # Message i of n gets the i-th of the n instants that end at the new updated_at.
             created_at="conv.last - (:n - v.ord) * interval '1 microsecond'",
             values="v.ord, v.role, v.content, CAST(v.tool_calls AS JSONB), v.tool_call_id,"
-            " CAST(v.metadata AS JSONB), v.client_key",
+            " CAST(v.metadata AS JSONB), v.client_key, 'complete', NULL",
             source="""  FROM conv,
        unnest(CAST(:roles AS TEXT[]), CAST(:contents AS TEXT[]), CAST(:tool_calls AS TEXT[]),
               CAST(:tool_call_ids AS TEXT[]), CAST(:metas AS TEXT[]), CAST(:keys AS TEXT[]))
@@ -315,7 +352,7 @@ PG_APPEND_ONE: TextualSelect = (
             "1",
             created_at="conv.last",
             values="1, :role, :content, CAST(:tool_calls AS JSONB), :tool_call_id,"
-            " CAST(:metadata AS JSONB), :client_key",
+            " CAST(:metadata AS JSONB), :client_key, :status, :stream_heartbeat_at",
             source="  FROM conv",
         )
     )
@@ -327,6 +364,8 @@ PG_APPEND_ONE: TextualSelect = (
         bindparam("tool_call_id", type_=String()),
         bindparam("metadata", type_=Text()),
         bindparam("client_key", type_=String()),
+        bindparam("status", type_=String()),
+        bindparam("stream_heartbeat_at", type_=UTCDateTime()),
     )
     .columns(**_APPEND_RETURNS)
 )
@@ -342,13 +381,16 @@ def pg_append(
     messages: Sequence[MessageCreate],
     now: datetime,
     auto_title: str | None,
+    *,
+    status: str = "complete",
 ) -> tuple[TextualSelect, dict[str, Any]]:
     """The append statement for ``messages`` and its parameters.
 
     One message: :data:`PG_APPEND_ONE`; more: :data:`PG_APPEND`, one array per column so
     that the SQL (and its server-side prepared plan) never changes with the batch size.
+    A ``streaming`` message (always one: ``begin_message``) starts its lease at ``now``.
     """
-    if len(messages) == 1:
+    if len(messages) == 1 or status != "complete":
         m = messages[0]
         return PG_APPEND_ONE, {
             "now": now,
@@ -361,6 +403,8 @@ def pg_append(
             "tool_call_id": m.tool_call_id,
             "metadata": _json_text(m.metadata),
             "client_key": m.key,
+            "status": status,
+            "stream_heartbeat_at": now if status == STREAMING else None,
         }
     return PG_APPEND, {
         "n": len(messages),
@@ -410,6 +454,8 @@ _ROW_COLUMNS = (
     "tool_call_id",
     "metadata",
     "client_key",
+    "status",
+    "stream_heartbeat_at",
     "created_at",
 )
 
@@ -437,9 +483,11 @@ def message_rows(
     base: int,
     messages: Sequence[MessageCreate],
     last: datetime,
+    status: str = "complete",
 ) -> list[dict[str, Any]]:
     """The stored rows of an append at ``base+1..``; times end at ``last``, 1 µs apart."""
     n = len(messages)
+    heartbeat = last if status == STREAMING else None
     return [
         {
             "conversation_id": conversation_id,
@@ -451,6 +499,8 @@ def message_rows(
             "tool_call_id": m.tool_call_id,
             "metadata": m.metadata,
             "client_key": m.key,
+            "status": status,
+            "stream_heartbeat_at": heartbeat,
             "created_at": last - timedelta(microseconds=n - i),
         }
         for i, m in enumerate(messages, start=1)
@@ -458,8 +508,15 @@ def message_rows(
 
 
 #: What the model's history window needs of a message (``get_history``): the chat format,
-#: and the position to page on.
-WINDOW_COLUMNS = (M.c.role, M.c.content, M.c.tool_calls, M.c.tool_call_id, M.c.position)
+#: the position to page on, and the (lease-aware) status it leaves streaming replies out by.
+WINDOW_COLUMNS = (
+    M.c.role,
+    M.c.content,
+    M.c.tool_calls,
+    M.c.tool_call_id,
+    M.c.position,
+    STATUS,
+)
 
 
 @cache
@@ -494,8 +551,10 @@ def messages_params(
     descending: bool = False,
     limit: int | None = None,
     window: bool = False,
+    stale: datetime | None = None,
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """The prebuilt statement for these options, and its parameters."""
+    """The prebuilt statement for these options, and its parameters (``stale``: the lease
+    cutoff, :func:`stale_before` with the configured lease if not given)."""
     stmt = messages_query(
         after=after is not None,
         before=before is not None,
@@ -503,7 +562,11 @@ def messages_params(
         limited=limit is not None,
         window=window,
     )
-    params: dict[str, Any] = {"cid": conversation_id, "uid": user_id}
+    params: dict[str, Any] = {
+        "cid": conversation_id,
+        "uid": user_id,
+        "stale": stale or stale_before(),
+    }
     if after is not None:
         params["after"] = after
     if before is not None:
@@ -511,6 +574,128 @@ def messages_params(
     if limit is not None:
         params["lim"] = limit
     return stmt, params
+
+
+# ------------------------------------------------------------------ streamed replies
+
+#: The PostgreSQL channel that every change of a streamed reply is announced on (payload:
+#: the message id), so that followers wake up instead of polling.
+STREAM_CHANNEL = "convostore_stream"
+
+
+@cache
+def stream_message(*, in_conversation: bool, lock: bool) -> Select[Any]:
+    """One message of its owner with what the streaming writes check: the stored status
+    (``stored_status``; ``status`` is the lease-aware one) and the content's length.
+
+    Params: ``mid``, ``uid``, ``stale`` and, if ``in_conversation``, ``cid``. ``lock``
+    takes the row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises).
+    """
+    stmt = select(
+        *MESSAGE_COLUMNS,
+        M.c.status.label("stored_status"),
+        func.length(M.c.content).label("length"),
+    ).where(
+        M.c.id == bindparam("mid", type_=BigInteger()),
+        M.c.user_id == bindparam("uid", type_=String()),
+    )
+    if in_conversation:
+        stmt = stmt.where(M.c.conversation_id == bindparam("cid", type_=BigInteger()))
+    return stmt.with_for_update(of=M) if lock else stmt
+
+
+#: Mark a conversation's streaming reply interrupted once its lease has run out (params:
+#: ``cid``, ``uid``, ``stale``); served by the partial index ``uq_messages_one_streaming``.
+INTERRUPT_STALE: Update = (
+    update(M)
+    .where(
+        M.c.conversation_id == bindparam("cid", type_=BigInteger()),
+        M.c.user_id == bindparam("uid", type_=String()),
+        M.c.status == _STREAMING_SQL,
+        M.c.stream_heartbeat_at < bindparam("stale", type_=UTCDateTime()),
+    )
+    .values(status=_INTERRUPTED_SQL)
+)
+
+
+@cache
+def insert_chunk(pg: bool) -> Insert:
+    """Store one delta once: a retried ``(message_id, seq)`` inserts nothing and returns no
+    row (params: ``message_id``, ``uid``, ``seq``, ``text``, ``created_at``)."""
+    ins = postgresql.insert(K) if pg else sqlite.insert(K)
+    return (
+        ins.values(
+            message_id=bindparam("message_id", type_=BigInteger()),
+            user_id=bindparam("uid", type_=String()),
+            seq=bindparam("seq", type_=Integer()),
+            text=bindparam("text", type_=Text()),
+            created_at=bindparam("created_at", type_=UTCDateTime()),
+        )
+        .on_conflict_do_nothing(index_elements=[K.c.message_id, K.c.seq])
+        .returning(K.c.seq)
+    )
+
+
+#: The stored text of one delta (params: ``mid``, ``uid``, ``seq``).
+CHUNK_TEXT: Select[Any] = select(K.c.text).where(
+    K.c.message_id == bindparam("mid", type_=BigInteger()),
+    K.c.user_id == bindparam("uid", type_=String()),
+    K.c.seq == bindparam("seq", type_=Integer()),
+)
+
+_JOINED_CHUNKS = {
+    "postgresql": "(SELECT string_agg(text, '' ORDER BY seq) FROM message_chunks"
+    " WHERE message_id = :mid AND user_id = :uid)",
+    # SQLite before 3.44 has no ORDER BY inside an aggregate: it concatenates in the
+    # order of the ordered subquery it reads.
+    "sqlite": "(SELECT group_concat(text, '') FROM (SELECT text FROM message_chunks"
+    " WHERE message_id = :mid AND user_id = :uid ORDER BY seq))",
+}
+
+
+@cache
+def add_chunk_to_content(pg: bool) -> TextClause:
+    """Keep ``content`` equal to the chunks joined in seq order, renewing the lease.
+
+    A delta after every stored one (the usual case) is appended; one that fills a gap
+    (out of order) has the content rebuilt from the chunks. Params: ``mid``, ``uid``,
+    ``seq``, ``text``, ``now``.
+    """
+    joined = _JOINED_CHUNKS["postgresql" if pg else "sqlite"]
+    return text(
+        "UPDATE messages SET content = CASE WHEN EXISTS (SELECT 1 FROM message_chunks"
+        " WHERE message_id = :mid AND user_id = :uid AND seq > :seq)"
+        f" THEN {joined} ELSE content || :text END,"
+        " stream_heartbeat_at = :now WHERE id = :mid AND user_id = :uid"
+    ).bindparams(
+        bindparam("mid", type_=BigInteger()),
+        bindparam("uid", type_=String()),
+        bindparam("seq", type_=Integer()),
+        bindparam("text", type_=Text()),
+        bindparam("now", type_=UTCDateTime()),
+    )
+
+
+def end_stream(message_id: int, values: dict[str, Any]) -> Update:
+    """Set a streamed reply's final status (and, on finish, its final fields)."""
+    return update(M).where(M.c.id == message_id).values(**values)
+
+
+#: A reply's chunks after ``:after`` in seq order (params: ``mid``, ``uid``, ``after``,
+#: ``lim``).
+CHUNKS_AFTER: Select[Any] = (
+    select(K.c.seq, K.c.text)
+    .where(
+        K.c.message_id == bindparam("mid", type_=BigInteger()),
+        K.c.user_id == bindparam("uid", type_=String()),
+        K.c.seq > bindparam("after", type_=Integer()),
+    )
+    .order_by(K.c.seq)
+    .limit(bindparam("lim", type_=Integer()))
+)
+
+#: Wake the followers of a reply (PostgreSQL; delivered when the transaction commits).
+PG_NOTIFY: TextClause = text(f"SELECT pg_notify('{STREAM_CHANNEL}', :payload)")
 
 
 # ------------------------------------------------------------------ compiled reads
@@ -611,6 +796,7 @@ def compiled(
 
 
 def select_messages_by_key(user_id: str, conversation_id: int, keys: Sequence[str]) -> Select[Any]:
+    """Messages of the conversation under these idempotency keys (param: ``stale``)."""
     return select(*MESSAGE_COLUMNS).where(
         M.c.conversation_id == conversation_id,
         M.c.user_id == user_id,
@@ -628,6 +814,7 @@ def truncate_conversation(user_id: str, conversation_id: int, keep: int, now: da
 
 
 def delete_messages_after(conversation_id: int, position: int) -> ReturningDelete[Any]:
+    """Remove the tail after ``position``, returning it (param: ``stale``)."""
     return (
         delete(M)
         .where(M.c.conversation_id == conversation_id, M.c.position > position)

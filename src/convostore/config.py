@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_content_length: int = Field(
         default=10_000, gt=0, validation_alias="CONVOSTORE_MAX_CONTENT_LENGTH"
     )
+    stream_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="CONVOSTORE_STREAM_LEASE_SECONDS",
+        description="A streaming reply whose writer sent nothing (no delta) for this long "
+        "reads as `interrupted`, and a new reply may start in its conversation.",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, gt=0, validation_alias="CONVOSTORE_MAX_BODY_BYTES"
     )

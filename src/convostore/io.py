@@ -24,6 +24,12 @@ conversation (one transaction each) and reproduces ids, timestamps, positions an
 exactly; a line that is invalid or collides with stored data is skipped with the reason.
 Re-running an import that was interrupted (killed, a lost connection) resumes it: the
 conversations it already stored are counted as ``already_present`` and left alone.
+
+Streamed replies: a message that is not ``complete`` carries ``"status"`` (absent means
+complete) with the text it had. A reply still streaming at export time is exported as
+``"interrupted"`` (an imported copy has no writer to finish it); its deltas are not
+exported (its ``content`` is their text). Import stores the status as given (a
+``"streaming"`` one as ``interrupted``); such a message may have empty content.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -49,6 +55,7 @@ from convostore.schemas import (
     validate_id,
     validate_message,
     validate_metadata,
+    validate_partial_message,
     validate_title,
     validate_user_id,
 )
@@ -92,19 +99,21 @@ def _dump(value: Any) -> str:
 
 
 def _message_json(row: Any) -> str:
-    return _dump(
-        {
-            "id": row.id,
-            "position": row.position,
-            "role": row.role,
-            "content": row.content,
-            "tool_calls": row.tool_calls,
-            "tool_call_id": row.tool_call_id,
-            "metadata": row.metadata,
-            "key": row.client_key,
-            "created_at": _iso(row.created_at),
-        }
-    )
+    message = {
+        "id": row.id,
+        "position": row.position,
+        "role": row.role,
+        "content": row.content,
+        "tool_calls": row.tool_calls,
+        "tool_call_id": row.tool_call_id,
+        "metadata": row.metadata,
+        "key": row.client_key,
+        "created_at": _iso(row.created_at),
+    }
+    if row.status != "complete":
+        # Nobody will finish a reply in the copy: a live one is exported as interrupted.
+        message["status"] = "error" if row.status == "error" else "interrupted"
+    return _dump(message)
 
 
 def _conversations(conn: Connection, user_id: str | None, batch: int) -> Iterator[Any]:
@@ -190,6 +199,8 @@ class ExportedMessage(BaseModel):
     metadata: dict[str, Any] | None = None
     key: str | None = None
     created_at: AwareDatetime
+    #: Absent for a complete message; a ``streaming`` one is stored as ``interrupted``.
+    status: Literal["complete", "streaming", "interrupted", "error"] = "complete"
 
 
 class ExportedConversation(BaseModel):
@@ -250,8 +261,9 @@ def _check(conv: ExportedConversation, max_content_length: int) -> list[MessageC
                 f"messages[{i}].position", f"must be {i + 1} (positions are 1, 2, 3, ...)"
             )
         item = m.model_dump(include=set(MessageCreate.model_fields))
+        validate = validate_message if m.status == "complete" else validate_partial_message
         checked.append(
-            validate_message(item, max_content_length=max_content_length, field=f"messages[{i}]")
+            validate(item, max_content_length=max_content_length, field=f"messages[{i}]")
         )
     keys = [m.key for m in checked if m.key is not None]
     if len(keys) != len(set(keys)):
@@ -309,6 +321,7 @@ def _insert(conn: Connection, conv: ExportedConversation, keep_ids: bool) -> int
                 "metadata": m.metadata,
                 "client_key": m.key,
                 "created_at": m.created_at,
+                "status": "interrupted" if m.status == "streaming" else m.status,
             }
             if keep_ids and m.id is not None:
                 row["id"] = m.id

@@ -37,7 +37,8 @@ __all__ = [
 VERSION_TABLE = "convostore_alembic_version"
 #: The tables convostore creates and migrates (never the host's users table).
 TABLES = frozenset(
-    {"conversations", "messages", API_KEYS_TABLE} | ({USERS_TABLE} if OWNS_USERS else set())
+    {"conversations", "messages", "message_chunks", API_KEYS_TABLE}
+    | ({USERS_TABLE} if OWNS_USERS else set())
 )
 # Any constant works; it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY = 0x636F6E766F

@@ -60,7 +60,16 @@ from convostore import _ddl
 from convostore.config import get_settings
 from convostore.types import JSONType, UTCDateTime
 
-__all__ = ["ApiKey", "Conversation", "Message", "MessageRole", "metadata", "schema_metadata"]
+__all__ = [
+    "ApiKey",
+    "Conversation",
+    "Message",
+    "MessageChunk",
+    "MessageRole",
+    "MessageStatus",
+    "metadata",
+    "schema_metadata",
+]
 
 #: The host app's users table (``CONVOSTORE_USERS_TABLE``), or ``None``: convostore's own.
 HOST_USERS_TABLE: str | None = get_settings().users_table
@@ -85,6 +94,20 @@ class MessageRole(StrEnum):
 
 
 _ROLE_CHECK = "role IN ({})".format(", ".join(f"'{r.value}'" for r in MessageRole))
+
+
+class MessageStatus(StrEnum):
+    """Where a message is in its life: most are ``complete`` from the start; a streamed
+    reply is ``streaming`` until its writer finishes (``complete``), gives up (``error``) or
+    stops sending for longer than the lease (``interrupted``)."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in MessageStatus))
 
 
 def _created_at() -> Any:
@@ -185,6 +208,16 @@ class Message(SQLModel, table=True):
         ),
         CheckConstraint(_ROLE_CHECK, name="ck_messages_role"),
         CheckConstraint("position >= 1", name="ck_messages_position"),
+        CheckConstraint(_STATUS_CHECK, name="ck_messages_status"),
+        # At most one reply streams into a conversation at a time (a partial index:
+        # nothing to maintain for the complete messages, i.e. almost all rows).
+        Index(
+            "uq_messages_one_streaming",
+            "conversation_id",
+            unique=True,
+            postgresql_where=text("status = 'streaming'"),
+            sqlite_where=text("status = 'streaming'"),
+        ),
         # Never hand out the id of a popped message again on SQLite.
         {"sqlite_autoincrement": True},
     )
@@ -210,6 +243,37 @@ class Message(SQLModel, table=True):
         default=None,
         sa_column=Column(UTCDateTime(), nullable=False, server_default=FetchedValue()),
     )
+    status: str = Field(
+        default=MessageStatus.COMPLETE.value,
+        sa_column=Column(String(20), nullable=False, server_default=text("'complete'")),
+    )
+    # The streaming writer's lease: renewed by every delta. A ``streaming`` message whose
+    # lease is older than CONVOSTORE_STREAM_LEASE_SECONDS reads as ``interrupted``.
+    stream_heartbeat_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class MessageChunk(SQLModel, table=True):
+    """One delta of a streamed reply, stored once per ``(message_id, seq)``.
+
+    While the reply streams, the message's ``content`` is its chunks joined in ``seq``
+    order. Chunks stay as long as their message (for readers that resume after a ``seq``,
+    even once the reply has ended): they cost about the reply's size again.
+    """
+
+    __tablename__ = "message_chunks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["message_id"], ["messages.id"], ondelete="CASCADE", name="fk_message_chunks_message_id"
+        ),
+        CheckConstraint("seq >= 0", name="ck_message_chunks_seq"),
+    )
+
+    message_id: int = Field(sa_column=Column(IdType, primary_key=True))
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # The message's owner, as on every table: the tenant (and shard) key of every query.
+    user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = _created_at()
 
 
 API_KEYS_TABLE = "convostore_api_keys"
@@ -248,6 +312,7 @@ metadata = SQLModel.metadata
 conversations_table: Table = metadata.tables["conversations"]
 messages_table: Table = metadata.tables["messages"]
 api_keys_table: Table = metadata.tables[API_KEYS_TABLE]
+chunks_table: Table = metadata.tables["message_chunks"]
 #: convostore's own users table; ``None`` when the host's is used.
 users_table: Table | None = metadata.tables[_ddl.OWN_USERS_TABLE] if OWNS_USERS else None
 
@@ -263,7 +328,7 @@ def schema_metadata(conn: Any) -> MetaData:
         return metadata
     copy = MetaData()
     Table(USERS_TABLE, copy, autoload_with=conn)
-    for table in (conversations_table, messages_table, api_keys_table):
+    for table in (conversations_table, messages_table, chunks_table, api_keys_table):
         table.to_metadata(copy)
     return copy
 

@@ -14,11 +14,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from convostore.errors import ValidationError
-from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH, MessageRole
+from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH, MessageRole, MessageStatus
 
 __all__ = [
     "ChatMessage",
@@ -30,6 +37,8 @@ __all__ = [
     "Page",
     "SearchHit",
     "SearchQuery",
+    "StreamChunk",
+    "StreamRead",
 ]
 
 T = TypeVar("T")
@@ -70,9 +79,14 @@ class MessageCreate(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_rules(self) -> MessageCreate:
-        if not self.content.strip() and not (
-            self.role is MessageRole.ASSISTANT and self.tool_calls
+    def _check_rules(self, info: ValidationInfo) -> MessageCreate:
+        # A partial message (a streamed reply that has not received text yet, or one
+        # that ended interrupted) may be empty; every other rule still holds.
+        partial = bool(info.context and info.context.get("partial"))
+        if (
+            not partial
+            and not self.content.strip()
+            and not (self.role is MessageRole.ASSISTANT and self.tool_calls)
         ):
             raise ValueError(
                 "content: must not be empty or whitespace only "
@@ -109,6 +123,7 @@ class ConversationPublic(BaseModel):
 
 
 RoleName = Literal["user", "assistant", "system", "tool"]
+StatusName = Literal["complete", "streaming", "interrupted", "error"]
 
 
 class MessagePublic(BaseModel):
@@ -125,6 +140,9 @@ class MessagePublic(BaseModel):
     metadata: dict[str, Any] | None = None
     key: str | None = None
     created_at: datetime
+    #: ``complete``, or for a streamed reply ``streaming`` (``content`` is the text so far),
+    #: ``interrupted`` (its writer stopped: the lease ran out, or it said so) or ``error``.
+    status: StatusName = "complete"
 
     def to_openai(self) -> ChatMessage:
         """This message as an OpenAI chat-completions message dict."""
@@ -147,6 +165,28 @@ def to_chat_message(
     if tool_call_id is not None:
         msg["tool_call_id"] = tool_call_id
     return msg
+
+
+class StreamChunk(BaseModel):
+    """One stored delta of a streamed reply."""
+
+    seq: int
+    text: str
+
+
+class StreamRead(BaseModel):
+    """A streamed reply for a reader that resumes: the message (its lease-aware ``status``
+    and the content so far) and the chunks after the reader's last ``seq``, in order."""
+
+    message: MessagePublic
+    chunks: list[StreamChunk]
+    #: More chunks than one read returns are stored after the last one here.
+    has_more: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply has ended (nothing more will be added to it)."""
+        return self.message.status != MessageStatus.STREAMING.value
 
 
 class Page(BaseModel, Generic[T]):
@@ -220,6 +260,52 @@ def validate_message(
     if msg.key is not None:
         check_text(f"{prefix}key", msg.key)
     return msg
+
+
+def validate_partial_message(
+    data: Mapping[str, Any], *, max_content_length: int, field: str = ""
+) -> MessageCreate:
+    """:func:`validate_message` for a message that may still be empty: a streamed reply
+    being begun, or an interrupted one being imported."""
+    try:
+        msg = MessageCreate.model_validate(dict(data), context={"partial": True})
+    except PydanticValidationError as exc:
+        name, rule = _field_of(exc.errors()[0], field)
+        raise ValidationError(name, rule) from None
+    return validate_message(msg, max_content_length=max_content_length, field=field)
+
+
+#: Roles a reply may be streamed as (a tool result is never streamed: it needs its call id).
+STREAMABLE_ROLES = frozenset({"assistant", "user", "system"})
+#: Delta sequence numbers are a 32-bit INTEGER column on both databases.
+MAX_SEQ = 2**31 - 1
+
+
+def validate_delta(seq: int, text: str, *, max_content_length: int) -> None:
+    """A delta: ``seq`` a non-negative integer (the writer's own order), ``text`` a
+    non-empty string no longer than a whole message may be."""
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise ValidationError("seq", "must be an integer")
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValidationError("seq", f"must be between 0 and {MAX_SEQ}")
+    if not isinstance(text, str) or not text:
+        raise ValidationError("text", "must be a non-empty string")
+    if len(text) > max_content_length:
+        raise ValidationError(
+            "text", f"must be at most {max_content_length} characters (got {len(text)})"
+        )
+    check_text("text", text)
+
+
+def validate_after_seq(value: int | None) -> int:
+    """Where a resuming reader left off: ``None`` (from the start) or a seq it has."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("after_seq", "must be an integer")
+    if not -1 <= value <= MAX_SEQ:
+        raise ValidationError("after_seq", f"must be between -1 and {MAX_SEQ}")
+    return value
 
 
 def validate_messages(

@@ -72,12 +72,28 @@ def _is_key_race(exc: sa_exc.IntegrityError) -> bool:
     return _KEY_INDEX in text or "messages.client_key" in text
 
 
+_STREAMING_INDEX = "uq_messages_one_streaming"
+
+
+def _is_second_stream(exc: sa_exc.IntegrityError) -> bool:
+    """A reply is already streaming in the conversation (SQLite names only the column:
+    the partial index is the only unique one on ``conversation_id`` alone)."""
+    text = _constraint_of(exc)
+    return _STREAMING_INDEX in text or text.endswith("messages.conversation_id")
+
+
 def _translated(exc: sa_exc.DBAPIError, *, may_retry: bool) -> Exception:
     """The convostore exception for a driver error (one place for all of them); ``exc``
     itself when it is not ours to translate."""
     if isinstance(exc, sa_exc.IntegrityError):
         if may_retry and _is_key_race(exc):
             return _Retry()
+        if _is_second_stream(exc):
+            return ConflictError(
+                "a reply is already streaming in this conversation; finish, fail or "
+                "interrupt it first (or wait for its lease to run out)",
+                constraint=_STREAMING_INDEX,
+            )
         return ConflictError(
             "the change conflicts with stored data", constraint=_constraint_of(exc)
         )
@@ -222,6 +238,7 @@ class _Base:
         max_content_length: int | None,
         auto_title: bool,
         token_counter: TokenCounter | None,
+        stream_lease_seconds: float | None = None,
     ) -> None:
         configure_engine(engine)
         self._pg = engine.dialect.name == "postgresql"
@@ -230,6 +247,7 @@ class _Base:
             auto_title=auto_title,
             token_counter=token_counter or approximate_tokens,
             search_config=get_settings().search_config,
+            stream_lease_seconds=stream_lease_seconds or get_settings().stream_lease_seconds,
         )
 
 
@@ -243,6 +261,7 @@ class Store(_Base):
         max_content_length: int | None = None,
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
+        stream_lease_seconds: float | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if isinstance(url_or_engine, Engine):
@@ -254,6 +273,7 @@ class Store(_Base):
             max_content_length=max_content_length,
             auto_title=auto_title,
             token_counter=token_counter,
+            stream_lease_seconds=stream_lease_seconds,
         )
         self._runner = _Runner(self.engine, self.config, sqlite_write_lock(self.engine))
 
@@ -292,6 +312,12 @@ class Store(_Base):
     pop_message = _sync(_ops.pop_message)
     delete_messages_after = _sync(_ops.delete_messages_after)
     search = _sync(_ops.search)
+    begin_message = _sync(_ops.begin_message)
+    append_delta = _sync(_ops.append_delta)
+    finish_message = _sync(_ops.finish_message)
+    fail_message = _sync(_ops.fail_message)
+    interrupt_message = _sync(_ops.interrupt_message)
+    read_stream = _sync(_ops.read_stream)
 
 
 class AsyncStore(_Base):
@@ -304,6 +330,7 @@ class AsyncStore(_Base):
         max_content_length: int | None = None,
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
+        stream_lease_seconds: float | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if isinstance(url_or_engine, AsyncEngine):
@@ -316,6 +343,7 @@ class AsyncStore(_Base):
             max_content_length=max_content_length,
             auto_title=auto_title,
             token_counter=token_counter,
+            stream_lease_seconds=stream_lease_seconds,
         )
         self._connected = False
         # SQLite has no network to wait on: aiosqlite would hop to its thread for every
@@ -329,12 +357,15 @@ class AsyncStore(_Base):
                 max_content_length=self.config.max_content_length,
                 auto_title=auto_title,
                 token_counter=token_counter,
+                stream_lease_seconds=stream_lease_seconds,
                 **engine_kwargs,
             )
         # Everything else runs the sync path on the async engine's sync facade, in one
         # greenlet per call. No in-process SQLite write lock there: a thread lock held
         # across an await would block the whole event loop.
         self._runner = _Runner(self.engine.sync_engine, self.config, None)
+        # PostgreSQL LISTEN connections of follow_stream, one per event loop.
+        self._stream_listeners: dict[Any, Any] = {}
 
     async def _first_connect(self) -> None:
         """Make the engine's first connection under a lock that every event loop shares.
@@ -390,6 +421,13 @@ class AsyncStore(_Base):
 
     async def aclose(self) -> None:
         """Release the connection pools (the engine only if this store created it)."""
+        listeners, self._stream_listeners = self._stream_listeners, {}
+        running = asyncio.get_running_loop()
+        for loop, listener in listeners.items():
+            if loop is running:
+                await listener.aclose()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(listener.cancel)
         if self._threaded is not None:
             self._threaded.close()
         if self._owns_engine:
@@ -421,3 +459,9 @@ class AsyncStore(_Base):
     pop_message = _async(_ops.pop_message)
     delete_messages_after = _async(_ops.delete_messages_after)
     search = _async(_ops.search)
+    begin_message = _async(_ops.begin_message)
+    append_delta = _async(_ops.append_delta)
+    finish_message = _async(_ops.finish_message)
+    fail_message = _async(_ops.fail_message)
+    interrupt_message = _async(_ops.interrupt_message)
+    read_stream = _async(_ops.read_stream)

@@ -221,17 +221,27 @@ def _behaviour(conn: Connection) -> list[Check]:
             conn.execute(stmt)
     conv_id = conn.execute(_sql.insert_conversation(False, probe, "verify", None, now)).one()[0]
 
-    def message(cid: int, user: str = probe, role: str = "user", pos: int = 1) -> None:
-        conn.execute(
-            _sql.M.insert().values(
-                conversation_id=cid,
-                user_id=user,
-                position=pos,
-                role=role,
-                content="x",
-                created_at=now,
-            )
+    def message(
+        cid: int, user: str = probe, role: str = "user", pos: int = 1, status: str = "complete"
+    ) -> int:
+        return int(
+            conn.execute(
+                _sql.M.insert()
+                .values(
+                    conversation_id=cid,
+                    user_id=user,
+                    position=pos,
+                    role=role,
+                    content="x",
+                    created_at=now,
+                    status=status,
+                )
+                .returning(_sql.M.c.id)
+            ).scalar_one()
         )
+
+    def count(table: Any, where: Any) -> int:
+        return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
 
     checks = [
         _rejected(conn, "message for a missing conversation", lambda: message(-1)),
@@ -239,12 +249,30 @@ def _behaviour(conn: Connection) -> list[Check]:
         _rejected(conn, "message with an unknown role", lambda: message(conv_id, role="robot")),
         _rejected(conn, "message at position 0", lambda: message(conv_id, pos=0)),
     ]
+    checks.append(
+        _rejected(conn, "message with an unknown status", lambda: message(conv_id, status="x"))
+    )
     message(conv_id)
     checks.append(_rejected(conn, "duplicate position", lambda: message(conv_id)))
     checks.append(_search_probe(conn, conv_id, probe, now))
-
-    def count(table: Any, where: Any) -> int:
-        return int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+    streaming = message(conv_id, pos=2, status="streaming")
+    checks.append(
+        _rejected(
+            conn,
+            "second streaming reply in a conversation",
+            lambda: message(conv_id, pos=3, status="streaming"),
+        )
+    )
+    chunk = {"message_id": streaming, "user_id": probe, "seq": 0, "text": "x", "created_at": now}
+    conn.execute(_sql.K.insert().values(**chunk))
+    checks.append(
+        _cascades(
+            conn,
+            "delete message cascades to its chunks",
+            lambda: conn.execute(delete(_sql.M).where(_sql.M.c.id == streaming)),
+            lambda: count(_sql.K, _sql.K.c.message_id == streaming),
+        )
+    )
 
     checks.append(
         _cascades(

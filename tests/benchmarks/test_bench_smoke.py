@@ -292,3 +292,17 @@ def test_search_workload_runs_and_checks_pass(
         for s in ("with index", "without index")
     }
     assert parse_args(["--search", "--max-rows", "5000"]).search
+
+
+def test_the_streaming_benchmark_runs_and_checks_the_replies(bench_db: Database) -> None:
+    from benchmarks.streaming import markdown, run_streaming
+
+    rows = run_streaming(bench_db, reps=1, tokens=30)
+    assert [(r.way, r.calls) for r in rows] == [
+        ("batched", 5),
+        ("unbatched", 32),
+        ("one append", 1),
+    ]
+    assert all(r.median_ms > 0 for r in rows)
+    assert f"| {bench_db.backend} | one append | 1 |" in markdown(rows)
+    assert parse_args(["--streaming"]).streaming

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sqlalchemy import text
 
 from convostore import NotFoundError, Store
 from convostore.config import Settings
@@ -59,14 +61,27 @@ SEED = json.dumps(
         "updated_at": "2025-01-01T00:00:00+00:00",
         "messages": [
             {
+                "id": 1,
                 "position": 1,
                 "role": "user",
                 "content": "hi",
                 "created_at": "2025-01-01T00:00:00+00:00",
-            }
+            },
+            {
+                # Message 2 (the streaming operations' path example) is streamed.
+                "id": 2,
+                "position": 2,
+                "role": "assistant",
+                "content": "part",
+                "status": "interrupted",
+                "created_at": "2025-01-01T00:00:01+00:00",
+            },
         ],
     }
 )
+#: The operations that need message 2 to be streaming (the others need it ended: a begin
+#: must be able to start a reply, and following an ended one returns at once).
+WRITES_TO_STREAM = ("/deltas]", "/finish]", "/fail]", "/interrupt]")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,15 +97,34 @@ def _every_operation_succeeded_once() -> Iterator[None]:
         assert not never, f"{backend}: operations that never succeeded: {never}"
 
 
-def _seed(backend: str) -> None:
-    """Conversation 1 (the operations' path example) exists before each operation's run,
-    even after the delete and erase operations removed it."""
+def _seed(backend: str, streaming: bool) -> None:
+    """Conversation 1 and its message 2 (the operations' path examples) exist before each
+    operation's run, even after the delete and erase operations removed them; message 2
+    is streaming if ``streaming``, and nothing else streams in conversation 1."""
     with Store(URLS[backend]) as store:
         try:
-            store.get_conversation("schemathesis", 1)
+            messages = store.get_messages("schemathesis", 1)
         except NotFoundError:
+            messages = []
+        if [m.id for m in messages[:2]] != [1, 2]:
+            store.delete_user("schemathesis")
             report = import_jsonl(store.engine, [SEED])
             assert report.imported == 1, report
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE messages SET status = 'interrupted'"
+                    " WHERE conversation_id = 1 AND status = 'streaming'"
+                )
+            )
+            if streaming:
+                conn.execute(
+                    text(
+                        "UPDATE messages SET status = 'streaming', stream_heartbeat_at = :now"
+                        " WHERE id = 2"
+                    ),
+                    {"now": datetime.now(UTC)},
+                )
 
 
 @pytest.fixture(scope="module")
@@ -158,4 +192,4 @@ def test_api_conforms_to_its_schema_on_postgresql(case: schemathesis.Case[Any], 
 def _seeded(request: pytest.FixtureRequest) -> None:
     backend = "postgresql" if "postgresql" in request.node.name else "sqlite"
     request.getfixturevalue("pg_db" if backend == "postgresql" else "sqlite_db")
-    _seed(backend)
+    _seed(backend, streaming=request.node.name.endswith(WRITES_TO_STREAM))

@@ -54,7 +54,11 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
         if store is not None:
             yield
             return
-        opened = AsyncStore(settings.database_url, max_content_length=settings.max_content_length)
+        opened = AsyncStore(
+            settings.database_url,
+            max_content_length=settings.max_content_length,
+            stream_lease_seconds=settings.stream_lease_seconds,
+        )
         app.state.store = opened
         try:
             yield

@@ -168,6 +168,11 @@ class HistoryRequest(BaseModel):
         max_length=MAX_SYSTEM_PROMPT_LENGTH,
         description="Pinned first, always kept.",
     )
+    include_incomplete: bool = Field(
+        default=True,
+        description="Keep replies that ended `interrupted` or `error` (their partial text); "
+        "a reply still streaming is always left out.",
+    )
 
 
 class HistoryBody(HistoryRequest):

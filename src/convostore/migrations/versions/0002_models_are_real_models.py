@@ -50,7 +50,9 @@ def upgrade() -> None:
         # A database made by 0001 before it named the table convostore_users.
         op.rename_table("users", _ddl.OWN_USERS_TABLE)
     _set_created_at_default(None)
-    for statement in _ddl.create_statements(bind.dialect.name, own_users=OWNS_USERS):
+    # As the trigger was at this revision: 0004 recreates it with the streaming columns.
+    statements = _ddl.create_statements(bind.dialect.name, own_users=OWNS_USERS, streaming=False)
+    for statement in statements:
         op.execute(sa.text(statement))
 
 

@@ -147,6 +147,7 @@ async def _window(
         max_messages=params.max_messages,
         max_tokens=params.max_tokens,
         system_prompt=params.system_prompt,
+        include_incomplete=params.include_incomplete,
     )
     return History.model_validate({"conversation_id": conversation_id, "messages": window})
 
