@@ -107,7 +107,10 @@ def _truncate_pg(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE convostore_users, conversations, messages RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE convostore_users, conversations, messages,"
+                " convostore_tombstones RESTART IDENTITY CASCADE"
+            )
         )
     engine.dispose()
 

@@ -12,6 +12,8 @@ def test_each_dialect_gets_its_own_compilation() -> None:
     lite = _sql.compiled(stmt, sqlite.dialect())
     pg = _sql.compiled(stmt, postgresql.psycopg.dialect())
     assert "?" in lite.sql and "%(cid)s" in pg.sql
-    assert lite.params({"cid": 1, "uid": "u", "after": 2, "lim": 3})[:4] == [1, "u", 2, 3]
+    params = lite.params({"cid": 1, "uid": "u", "now": None, "after": 2, "lim": 3})
+    # The messages' owner, then the live-conversation check (same cid/uid), then the range.
+    assert params == [1, "u", 1, "u", None, 2, 3, 0]
     dialect = sqlite.dialect()
     assert _sql.compiled(stmt, dialect) is _sql.compiled(stmt, dialect)

@@ -43,6 +43,8 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
         "table convostore_users",
         "table conversations",
         "table messages",
+        "table convostore_retention_policies",
+        "table convostore_tombstones",
         "trigger convostore_message_defaults",
         "trigger convostore_register_user",
         "behaviour probes",

@@ -10,12 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from convostore.errors import ConfigurationError
+from convostore.errors import ConfigurationError, ConvostoreError
+from convostore.retention import normalize_retention
 
 DEFAULT_DATABASE_URL = "sqlite:///convostore.db"
 
@@ -71,6 +72,26 @@ class Settings(BaseSettings):
         "every language alike, no stemming). Read when the search migration builds the "
         "index and when searching: set it before migrating (`db verify` checks they match).",
     )
+
+    retention: str = Field(
+        default="none",
+        validation_alias="CONVOSTORE_RETENTION",
+        description="How long a conversation lives after its last activity (`30d`, `12h`, "
+        "`90m`, `2w`; `none`: forever), unless its user's or its own policy says otherwise.",
+    )
+    temporary_retention: str = Field(
+        default="24h",
+        validation_alias="CONVOSTORE_TEMPORARY_RETENTION",
+        description="The same for temporary conversations (`temporary=True` at creation).",
+    )
+
+    @field_validator("retention", "temporary_retention")
+    @classmethod
+    def _retention_policy(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            return normalize_retention(value, str(info.field_name))
+        except ConvostoreError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("users_table", mode="before")
     @classmethod

@@ -36,7 +36,10 @@ __all__ = [
 
 VERSION_TABLE = "convostore_alembic_version"
 #: The tables convostore creates and migrates (never the host's users table).
-TABLES = frozenset({"conversations", "messages"} | ({USERS_TABLE} if OWNS_USERS else set()))
+TABLES = frozenset(
+    {"conversations", "messages", "convostore_retention_policies", "convostore_tombstones"}
+    | ({USERS_TABLE} if OWNS_USERS else set())
+)
 # Any constant works; it only has to be the same for every process migrating this database.
 _PG_LOCK_KEY = 0x636F6E766F
 
