@@ -69,7 +69,7 @@ def format_retention(seconds: int | None) -> str | None:
     if seconds is None:
         return None
     for unit, size in _RETENTION_UNITS.items():
-        if seconds % size == 0:
+        if unit != "w" and seconds % size == 0:  # days read better than weeks
             return f"{seconds // size}{unit}"
     raise AssertionError("unreachable")  # pragma: no cover  (s divides everything)
 
