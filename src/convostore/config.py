@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="The same for temporary conversations (`temporary=True` at creation).",
     )
 
+    purge_every: int | None = Field(
+        default=None,
+        gt=0,
+        validation_alias="CONVOSTORE_PURGE_EVERY",
+        description="`convostore serve`: purge expired conversations in the background every "
+        "this many minutes (unset: never; run `convostore purge` from cron instead).",
+    )
+
     @field_validator("retention", "temporary_retention")
     @classmethod
     def _retention_policy(cls, value: str, info: ValidationInfo) -> str:
