@@ -76,6 +76,7 @@ class ConversationCreate(BaseModel):
     messages: list[MessageCreate] = Field(default_factory=list, max_length=MAX_BATCH)
     temporary: bool = Field(
         default=False,
+        strict=True,
         description="A temporary chat: it lives by the (shorter) temporary policy, "
         "`CONVOSTORE_TEMPORARY_RETENTION` (default 24h) unless `retention` is given.",
     )
@@ -99,7 +100,9 @@ class ConversationUpdate(BaseModel):
     title: str | None = Field(default=None, max_length=MAX_TITLE_LENGTH)
     metadata: dict[str, Any] | None = None
     hold: bool | None = Field(
-        default=None, description="Keep the conversation past its expiry (pin, legal hold)."
+        default=None,
+        strict=True,
+        description="Keep the conversation past its expiry (pin, legal hold).",
     )
     retention: str | None = Field(
         default=None,
