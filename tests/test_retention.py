@@ -491,3 +491,28 @@ def test_purge_of_100k_leaves_live_conversations_untouched(
     assert count(raw, "SELECT count(*) FROM convostore_tombstones") == n
     with capsys.disabled():
         print(f"\n  purge {n:,} on {raw.dialect.name}: {took:.1f} s, {n / took:,.0f} conv/s")
+
+
+def test_library_retention_example_runs(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    from pathlib import Path
+
+    library = Path(__file__).resolve().parents[1] / "docs" / "library.md"
+    section = library.read_text("utf-8").split("## Retention", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    monkeypatch.chdir(tmp_path)
+    exec(compile(match.group(1), "docs/library.md", "exec"), {})
+
+
+def test_sqlite_purge_reads_only_its_partial_index(tmp_path: Any) -> None:
+    from convostore import _sql
+
+    with Store(f"sqlite:///{tmp_path / 'plan.db'}") as store:
+        store.migrate()
+        query = _sql.compiled(_sql.SQLITE_PURGE_BATCH, store.engine.dialect)
+        params = tuple(query.params({"now": T0, "lim": 5}))
+        with store.engine.connect() as conn:
+            steps = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query.sql, params)]
+    assert any("USING INDEX ix_conversations_expires_at" in s for s in steps), steps
+    assert not any(s.startswith("SCAN conversations") for s in steps), steps

@@ -131,3 +131,13 @@ def test_erasing_a_users_messages_uses_the_user_index(conn: Connection) -> None:
     stmt = text("DELETE FROM messages WHERE user_id = :u")
     text_plan = plan(conn, stmt, {"u": "u3"})
     assert "ix_messages_user_id_created_at" in text_plan, text_plan
+
+
+def test_the_purge_reads_only_its_partial_index(conn: Connection) -> None:
+    """Expiring conversations are a partial index of their own: the purge's queue never
+    touches live conversations (here: all of them)."""
+    assert_uses = "ix_conversations_expires_at"
+    for stmt in (_sql.COUNT_EXPIRED, _sql.PG_PURGE_BATCH):
+        params = {"now": utcnow(), "deleted_at": utcnow(), "lim": 100}
+        text_plan = plan(conn, stmt, params)
+        assert assert_uses in text_plan and "Seq Scan on conversations" not in text_plan, text_plan
