@@ -35,6 +35,8 @@ def test_public_api_is_exactly_this() -> None:
         "MissingExtraError",
         "NotFoundError",
         "Page",
+        "PurgeReport",
+        "RetentionPolicy",
         "SearchHit",
         "Store",
         "TokenCounter",

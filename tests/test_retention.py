@@ -516,3 +516,58 @@ def test_sqlite_purge_reads_only_its_partial_index(tmp_path: Any) -> None:
             steps = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query.sql, params)]
     assert any("USING INDEX ix_conversations_expires_at" in s for s in steps), steps
     assert not any(s.startswith("SCAN conversations") for s in steps), steps
+
+
+def test_migration_with_existing_rows_up_and_down(
+    pg_database: Any, tmp_path: Any, backend: str
+) -> None:
+    """0005 on a database with data: existing conversations get no expiry and keep every
+    message; its downgrade removes only what it added; upgrading again works."""
+    from convostore import migrate
+
+    url = (
+        pg_database("retention_migration")
+        if backend == "postgresql"
+        else (f"sqlite:///{tmp_path / 'm.db'}")
+    )
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0003")
+        with engine.begin() as conn:
+            cid = conn.execute(
+                text(
+                    "INSERT INTO conversations (user_id, title) VALUES ('alice', 'old')"
+                    + " RETURNING id"
+                )
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO messages (conversation_id, role, content)"
+                    + " VALUES (:c, 'user', 'kept')"
+                ),
+                {"c": cid},
+            )
+        migrate.upgrade(engine)
+        assert migrate.check(engine) == []
+        with Store(engine, retention="1d") as store:
+            conv = store.get_conversation("alice", cid)
+            assert (conv.expires_at, conv.hold, conv.temporary, conv.message_count) == (
+                None,
+                False,
+                False,
+                1,
+            )
+            store.append_message("alice", cid, {"role": "user", "content": "new"})
+            # The policy of the store applies to new conversations, not to this one.
+            assert store.get_conversation("alice", cid).expires_at is None
+            assert store.purge_expired(now=T0 + timedelta(days=10_000)).conversations == 0
+        migrate.downgrade(engine, "0003")
+        columns = {
+            c["name"] for c in __import__("sqlalchemy").inspect(engine).get_columns("conversations")
+        }
+        assert not columns & {"expires_at", "hold", "temporary", "retention_seconds"}
+        assert count(engine, "SELECT count(*) FROM messages") == 2
+        migrate.upgrade(engine)
+        assert migrate.check(engine) == []
+    finally:
+        engine.dispose()

@@ -23,7 +23,15 @@ from convostore.errors import (
 )
 from convostore.history import TokenCounter, approximate_tokens
 from convostore.models import Conversation, Message, MessageRole
-from convostore.schemas import ConversationPublic, MessageCreate, MessagePublic, Page, SearchHit
+from convostore.schemas import (
+    ConversationPublic,
+    MessageCreate,
+    MessagePublic,
+    Page,
+    PurgeReport,
+    RetentionPolicy,
+    SearchHit,
+)
 from convostore.store import AsyncStore, Store
 
 # The models' ORM events (validation, SQLite's fill-in) need the models and the schemas,
@@ -47,6 +55,8 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "Page",
+    "PurgeReport",
+    "RetentionPolicy",
     "SearchHit",
     "Store",
     "TokenCounter",
