@@ -571,3 +571,28 @@ def test_migration_with_existing_rows_up_and_down(
         assert migrate.check(engine) == []
     finally:
         engine.dispose()
+
+
+def test_model_inserts_never_resurrect(db_url: str, clock: Clock, raw: Engine) -> None:
+    """Around the store (``session.add``): SQLite's path refuses an expired conversation;
+    PostgreSQL's trigger stores the row but leaves ``expires_at``: still gone, and purged."""
+    from sqlalchemy.exc import IntegrityError
+    from sqlmodel import Session
+
+    from convostore.models import Message
+
+    real = Clock(datetime.now(UTC) - timedelta(hours=2))
+    with Store(db_url, clock=real) as store:
+        conv = store.create_conversation("alice", retention="1h")
+        with Session(raw) as session:
+            session.add(Message(conversation_id=conv.id, role="user", content="late"))
+            if raw.dialect.name == "sqlite":
+                with pytest.raises(IntegrityError):
+                    session.commit()
+            else:
+                session.commit()
+        real.now = datetime.now(UTC)
+        with pytest.raises(NotFoundError):
+            store.get_conversation("alice", conv.id)
+        assert store.purge_expired().conversations == 1
+    assert count(raw, "SELECT count(*) FROM messages") == 0
