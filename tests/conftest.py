@@ -108,8 +108,8 @@ def _truncate_pg(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE convostore_users, conversations, messages, convostore_api_keys "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE convostore_users, conversations, messages, convostore_api_keys,"
+                " convostore_tombstones RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

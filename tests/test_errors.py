@@ -37,6 +37,8 @@ def test_public_api_is_exactly_this() -> None:
         "MissingExtraError",
         "NotFoundError",
         "Page",
+        "PurgeReport",
+        "RetentionPolicy",
         "SearchHit",
         "Store",
         "StreamChunk",

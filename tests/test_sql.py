@@ -82,29 +82,29 @@ def assert_index_only(plan_text: str, index: str) -> None:
 
 def test_recent_conversations_is_one_ordered_index_scan(conn: Connection) -> None:
     stmt = _sql.conversations_query(paged=False)
-    params = _sql.conversations_params("u7", 21, None)
+    params = _sql.conversations_params("u7", 21, None, utcnow())
     assert_index_only(plan(conn, stmt, params), "ix_conversations_user_id_updated_at")
 
 
 def test_next_page_of_conversations_uses_the_same_index(conn: Connection) -> None:
     stmt = _sql.conversations_query(paged=True)
-    params = _sql.conversations_params("u7", 21, (utcnow(), 10**9))
+    params = _sql.conversations_params("u7", 21, (utcnow(), 10**9), utcnow())
     assert_index_only(plan(conn, stmt, params), "ix_conversations_user_id_updated_at")
 
 
 def test_reading_a_conversation_in_order(conn: Connection) -> None:
-    text_plan = plan(conn, *_sql.messages_params("u2", 1))
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, utcnow()))
     assert_index_only(text_plan, "uq_messages_conversation_position")
 
 
 def test_tail_of_a_conversation_is_a_backward_index_scan(conn: Connection) -> None:
-    text_plan = plan(conn, *_sql.messages_params("u2", 1, descending=True, limit=20))
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, utcnow(), descending=True, limit=20))
     assert_index_only(text_plan, "uq_messages_conversation_position")
     assert "Backward" in text_plan
 
 
 def test_keyset_page_of_messages(conn: Connection) -> None:
-    text_plan = plan(conn, *_sql.messages_params("u2", 1, after=10, limit=11))
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, utcnow(), after=10, limit=11))
     assert_index_only(text_plan, "uq_messages_conversation_position")
 
 
@@ -122,7 +122,7 @@ def test_append_locks_the_conversation_by_a_unique_index(conn: Connection, n: in
 
 def test_planner_knows_conversation_determines_user(conn: Connection) -> None:
     """The extended statistics shipped by the migration give a sane row estimate."""
-    text_plan = plan(conn, *_sql.messages_params("u2", 1))
+    text_plan = plan(conn, *_sql.messages_params("u2", 1, utcnow()))
     estimate = int(text_plan.split("rows=")[1].split()[0])
     assert estimate > LONG // 4, text_plan
 
@@ -131,3 +131,13 @@ def test_erasing_a_users_messages_uses_the_user_index(conn: Connection) -> None:
     stmt = text("DELETE FROM messages WHERE user_id = :u")
     text_plan = plan(conn, stmt, {"u": "u3"})
     assert "ix_messages_user_id_created_at" in text_plan, text_plan
+
+
+def test_the_purge_reads_only_its_partial_index(conn: Connection) -> None:
+    """Expiring conversations are a partial index of their own: the purge's queue never
+    touches live conversations (here: all of them)."""
+    assert_uses = "ix_conversations_expires_at"
+    for stmt in (_sql.COUNT_EXPIRED, _sql.PG_PURGE_BATCH):
+        params = {"now": utcnow(), "deleted_at": utcnow(), "lim": 100}
+        text_plan = plan(conn, stmt, params)
+        assert assert_uses in text_plan and "Seq Scan on conversations" not in text_plan, text_plan

@@ -12,8 +12,10 @@ def test_each_dialect_gets_its_own_compilation() -> None:
     lite = _sql.compiled(stmt, sqlite.dialect())
     pg = _sql.compiled(stmt, postgresql.psycopg.dialect())
     assert "?" in lite.sql and "%(cid)s" in pg.sql
-    # The lease cutoff of the status column comes first (it is in the select list).
-    values = {"cid": 1, "uid": "u", "after": 2, "lim": 3, "stale": _sql.stale_before(60)}
-    assert lite.params(values)[1:5] == [1, "u", 2, 3]
+    values = {"cid": 1, "uid": "u", "now": None, "after": 2, "lim": 3, "stale": None}
+    params = lite.params(values)
+    # The lease cutoff of the status column first (it is in the select list), then the
+    # messages' owner, the live-conversation check (same cid/uid), the range.
+    assert params[1:] == [1, "u", 1, "u", None, 2, 3, 0]
     dialect = sqlite.dialect()
     assert _sql.compiled(stmt, dialect) is _sql.compiled(stmt, dialect)

@@ -45,6 +45,8 @@ def test_verify_reports_missing_tables(tmp_path: Path) -> None:
         "table conversations",
         "table messages",
         "table message_chunks",
+        "table convostore_retention_policies",
+        "table convostore_tombstones",
         "trigger convostore_message_defaults",
         "trigger convostore_register_user",
         "behaviour probes",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "EXPIRING",
     "MESSAGES_FTS",
     "OWN_USERS_TABLE",
     "SEARCH_INDEX",
@@ -25,6 +26,8 @@ __all__ = [
     "live_triggers",
     "trigger_names",
     "pg_next_timestamp",
+    "pg_plus_seconds",
+    "sqlite_plus_seconds",
     "is_search_table",
     "pg_search_config",
     "search_create_statements",
@@ -32,6 +35,10 @@ __all__ = [
     "search_trigger_names",
     "sqlite_next_timestamp",
 ]
+
+#: Conversations that can expire: the purge's partial index and its queries say it alike
+#: (SQLite uses a partial index only when the query repeats the index's terms).
+EXPIRING = "expires_at IS NOT NULL AND NOT hold"
 
 #: convostore's own users table when the host names none (never clashes with a host's).
 OWN_USERS_TABLE = "convostore_users"
@@ -61,12 +68,28 @@ def _sqlite_micros(ts: str) -> str:
     )
 
 
-def sqlite_next_timestamp(prev: str, now: str, n: str) -> str:
-    """:func:`pg_next_timestamp` for SQLite's timestamp text, in whole microseconds."""
-    micros = f"max({_sqlite_micros(now)} + {n} - 1, {_sqlite_micros(prev)} + {n})"
+def _sqlite_timestamp(micros: str) -> str:
     return (
         f"(strftime('%Y-%m-%d %H:%M:%S', {micros} / 1000000, 'unixepoch')"
         f" || printf('.%06d', {micros} % 1000000))"
+    )
+
+
+def sqlite_next_timestamp(prev: str, now: str, n: str) -> str:
+    """:func:`pg_next_timestamp` for SQLite's timestamp text, in whole microseconds."""
+    return _sqlite_timestamp(f"max({_sqlite_micros(now)} + {n} - 1, {_sqlite_micros(prev)} + {n})")
+
+
+def pg_plus_seconds(ts: str, seconds: str) -> str:
+    """``ts`` + ``seconds`` (NULL seconds: NULL), e.g. an expiry from the last activity."""
+    return f"({ts} + {seconds} * interval '1 second')"
+
+
+def sqlite_plus_seconds(ts: str, seconds: str) -> str:
+    """:func:`pg_plus_seconds` for SQLite's timestamp text (NULL seconds: NULL)."""
+    return (
+        f"(CASE WHEN {seconds} IS NULL THEN NULL ELSE"
+        f" {_sqlite_timestamp(f'({_sqlite_micros(ts)} + {seconds} * 1000000)')} END)"
     )
 
 

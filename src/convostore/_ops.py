@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -35,15 +35,20 @@ from convostore.schemas import (
     MessagePublic,
     Order,
     Page,
+    PurgeReport,
+    RetentionPolicy,
     SearchHit,
     StreamChunk,
     StreamRead,
     construct_all,
     construct_trusted,
+    normalize_retention,
+    parse_retention,
     parse_search_query,
     validate_after_seq,
     validate_cursor,
     validate_delta,
+    validate_hold,
     validate_id,
     validate_limit,
     validate_message,
@@ -55,7 +60,7 @@ from convostore.schemas import (
     validate_user_id,
     validate_window,
 )
-from convostore.types import utcnow
+from convostore.types import as_utc, utcnow
 
 MAX_CONVERSATION_PAGE = 100
 MAX_MESSAGE_PAGE = 1000
@@ -111,6 +116,13 @@ class StoreConfig:
     search_config: str = "simple"
     #: A streaming reply not renewed (by a delta) for this long reads as interrupted.
     stream_lease_seconds: float = 60.0
+    #: Default lifetime after the last activity, in seconds (``None``: never expires), of
+    #: conversations and of temporary ones (``CONVOSTORE_RETENTION``,
+    #: ``CONVOSTORE_TEMPORARY_RETENTION``); a user's own policy overrides them.
+    retention: int | None = None
+    temporary_retention: int | None = 86_400
+    #: The store's notion of "now": every timestamp written and every expiry check.
+    clock: Callable[[], datetime] = utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +135,9 @@ class Tx:
 
 
 def _stale(tx: Tx) -> Any:
-    """The lease cutoff of this call (bound as ``stale`` wherever a status is read)."""
-    return _sql.stale_before(tx.config.stream_lease_seconds)
+    """The lease cutoff of this call (bound as ``stale`` wherever a status is read), by
+    the store's clock."""
+    return _sql.stale_before(tx.config.stream_lease_seconds, now=_now(tx))
 
 
 _CONV_FIELDS = tuple(c.key for c in _sql.CONVERSATION_COLUMNS)
@@ -202,12 +215,17 @@ def _conversation_id(value: int) -> int:
     return value
 
 
+def _now(tx: Tx) -> datetime:
+    """The store's clock (``StoreConfig.clock``), aware UTC."""
+    return as_utc(tx.config.clock())
+
+
 def _require_conversation(
     tx: Tx, user_id: str, conversation_id: int, *, lock: bool = False
 ) -> ConversationPublic:
     # Locking serialises with concurrent appenders (SQLite's BEGIN IMMEDIATE already does).
     stmt = _sql.CONVERSATION_BY_ID_FOR_UPDATE if lock else _sql.CONVERSATION_BY_ID
-    rows = _read(tx, stmt, {"cid": conversation_id, "uid": user_id})
+    rows = _read(tx, stmt, {"cid": conversation_id, "uid": user_id, "now": _now(tx)})
     if not rows:
         raise NotFoundError("conversation", conversation_id)
     return construct_trusted(ConversationPublic, rows[0])
@@ -236,7 +254,7 @@ def ensure_user(tx: Tx, user_id: str) -> None:
     With the host's users table (``CONVOSTORE_USERS_TABLE``) users are the host's to
     create, and this only checks the id.
     """
-    stmt = _sql.upsert_user(tx.pg, user_id, utcnow())
+    stmt = _sql.upsert_user(tx.pg, user_id, _now(tx))
     if stmt is not None:
         tx.conn.execute(stmt)
 
@@ -260,11 +278,15 @@ def create_conversation(
     metadata: dict[str, Any] | None = None,
     messages: Sequence[MessageInput] = (),
     external_id: str | None = None,
+    temporary: bool = False,
+    retention: str | None = None,
 ) -> ConversationPublic:
     """Start a conversation for ``user_id`` (registered if new), optionally with messages.
 
     ``external_id`` is your own id for the thread (unique per user); a second conversation
-    with the same one is a ``ConflictError``.
+    with the same one is a ``ConflictError``. ``retention`` (``"30d"``, ``"12h"``,
+    ``"none"``) is how long it lives after its last activity; left out, the user's policy
+    or the global default decides, the temporary one for ``temporary=True`` chats.
     """
     title = validate_title(title)
     metadata = validate_metadata(metadata)
@@ -273,7 +295,8 @@ def create_conversation(
     items = validate_messages(messages, max_content_length=tx.config.max_content_length)
     if len(items) > MAX_BATCH:
         raise ValidationError("messages", f"must hold at most {MAX_BATCH} messages")
-    row = _insert_conversation(tx, user_id, title, metadata, external_id)
+    lifetime = _lifetime(tx, user_id, temporary, retention)
+    row = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime, temporary)
     if row is None:
         raise ConflictError(f"external_id: the user already has a conversation {external_id!r}")
     conv = _conversation(row)
@@ -283,19 +306,66 @@ def create_conversation(
     return conv
 
 
+def _lifetime(tx: Tx, user_id: str, temporary: Any, retention: Any) -> int | None:
+    """A new conversation's retention in seconds: its own, else its user's, else global."""
+    if not isinstance(temporary, bool):
+        raise ValidationError("temporary", "must be true or false")
+    if retention is not None:
+        return parse_retention(retention)
+    rows = _read(tx, _sql.USER_POLICY, {"uid": user_id})
+    own = rows[0]["temporary_retention" if temporary else "retention"] if rows else None
+    if own is not None:
+        return parse_retention(own)
+    return tx.config.temporary_retention if temporary else tx.config.retention
+
+
 def _insert_conversation(
     tx: Tx,
     user_id: str,
     title: str | None,
     metadata: dict[str, Any] | None,
     external_id: str | None,
+    lifetime: int | None,
+    temporary: bool = False,
 ) -> Row[Any] | None:
     """Insert (the database registers a new user); ``None`` if ``external_id`` is taken."""
-    now = utcnow()
+    now = _now(tx)
     stmt = _sql.insert_conversation(
-        tx.pg, user_id, title, metadata, now, external_id=external_id, if_absent=True
+        tx.pg,
+        user_id,
+        title,
+        metadata,
+        now,
+        external_id=external_id,
+        if_absent=True,
+        retention_seconds=lifetime,
+        temporary=temporary,
     )
-    return tx.conn.execute(stmt).first()
+    row = tx.conn.execute(stmt).first()
+    if row is None and external_id is not None:
+        # An expired conversation is gone for its user, but its row (and so its external
+        # id) stays until the purge: bury it now, and the id is free again.
+        doomed = _sql.delete_expired_by_external_id(user_id, external_id, now)
+        buried = tx.conn.execute(doomed).all()
+        if buried:
+            _bury(tx, buried, now)
+            row = tx.conn.execute(stmt).first()
+    return row
+
+
+def _bury(tx: Tx, rows: Sequence[Any], deleted_at: datetime) -> None:
+    """Tombstones for deleted conversations (rows of ``id, user_id, temporary``)."""
+    stones = [
+        {
+            "conversation_id": r[0],
+            "user_id": str(r[1]),
+            "deleted_at": deleted_at,
+            "reason": _sql.tombstone_reason(r[2]),
+        }
+        for r in rows
+    ]
+    if stones:
+        _driver_execute(tx, _sql.INSERT_TOMBSTONE, stones)
 
 
 @operation(Mode.STATEMENT)
@@ -312,9 +382,9 @@ def get_or_create_conversation(
     caller gets that one.
     """
     validate_id(external_id, "external_id")
-    row = _insert_conversation(
-        tx, user_id, validate_title(title), validate_metadata(metadata), external_id
-    )
+    title, metadata = validate_title(title), validate_metadata(metadata)
+    lifetime = _lifetime(tx, user_id, False, None)
+    row = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime)
     if row is not None:
         return _conversation(row)
     return get_conversation_by_external_id(tx, user_id, external_id)
@@ -324,8 +394,8 @@ def get_or_create_conversation(
 def get_conversation_by_external_id(tx: Tx, user_id: str, external_id: str) -> ConversationPublic:
     """The user's conversation with your ``external_id``; ``NotFoundError`` if none."""
     validate_id(external_id, "external_id")
-    params = {"uid": user_id, "external_id": external_id}
-    rows = _read(tx, _sql.CONVERSATION_BY_EXTERNAL_ID, params)
+    params = {"uid": user_id, "external_id": external_id, "now": _now(tx)}
+    rows = _read(tx, _sql.LIVE_CONVERSATION_BY_EXTERNAL_ID, params)
     if not rows:
         raise NotFoundError("conversation with external_id", repr(external_id))
     return construct_trusted(ConversationPublic, rows[0])
@@ -346,7 +416,7 @@ def list_conversations(
     cursor = validate_cursor(cursor)
     after = _sql.decode_cursor(cursor) if cursor else None
     stmt = _sql.conversations_query(paged=after is not None)
-    rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after))
+    rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after, _now(tx)))
     data = construct_all(ConversationPublic, rows[:limit])
     has_more = len(rows) > limit
     last = data[-1] if data else None
@@ -365,16 +435,31 @@ def update_conversation(
     *,
     title: str | None = _UNSET,
     metadata: dict[str, Any] | None = _UNSET,
+    hold: bool = _UNSET,
+    retention: str = _UNSET,
 ) -> ConversationPublic:
-    """Rename and/or replace the metadata; a field left out is not changed."""
+    """Rename, replace the metadata, set or clear a ``hold`` (kept past its expiry), or
+    give it its own ``retention`` (``"7d"``; ``"none"``: never expires), counted from its
+    last activity. A field left out is not changed. An expired conversation is gone:
+    ``NotFoundError``, as everywhere.
+    """
     values: dict[str, Any] = {}
     if title is not _UNSET:
         values["title"] = validate_title(title)
     if metadata is not _UNSET:
         values["metadata"] = validate_metadata(metadata)
+    if hold is not _UNSET:
+        values["hold"] = validate_hold(hold)
+    if retention is not _UNSET:
+        if retention is None:
+            raise ValidationError("retention", 'must be a duration such as "30d", or "none"')
+        seconds = parse_retention(retention)
+        values["retention_seconds"] = seconds
+        values["expires_at"] = _sql.expiry_from_last_activity(tx.pg, seconds)
     if not values:
         return _require_conversation(tx, user_id, _conversation_id(conversation_id))
-    stmt = _sql.update_conversation(user_id, _conversation_id(conversation_id), values)
+    cid = _conversation_id(conversation_id)
+    stmt = _sql.update_conversation(user_id, cid, values, _now(tx))
     row = tx.conn.execute(stmt).first()
     if row is None:
         raise NotFoundError("conversation", conversation_id)
@@ -384,7 +469,7 @@ def update_conversation(
 @operation(Mode.STATEMENT)
 def delete_conversation(tx: Tx, user_id: str, conversation_id: int) -> None:
     """Delete a conversation and (by cascade) its messages."""
-    stmt = _sql.delete_conversation(user_id, _conversation_id(conversation_id))
+    stmt = _sql.delete_conversation(user_id, _conversation_id(conversation_id), _now(tx))
     if not tx.conn.execute(stmt).rowcount:
         raise NotFoundError("conversation", conversation_id)
 
@@ -423,7 +508,7 @@ def _append(
     new = [m for m in items if m.key is None or m.key not in existing]
     stored: dict[int, MessagePublic] = {}
     if new:
-        now = utcnow()
+        now = _now(tx)
         auto_title = derive_title(new) if tx.config.auto_title else None
         if tx.pg:
             stmt, params = _sql.pg_append(
@@ -512,7 +597,9 @@ def append_messages(
 
 
 def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[MessagePublic]:
-    rows = _read(tx, *_sql.messages_params(user_id, conversation_id, stale=_stale(tx), **kwargs))
+    rows = _read(
+        tx, *_sql.messages_params(user_id, conversation_id, _now(tx), stale=_stale(tx), **kwargs)
+    )
     if not rows:
         # An empty answer is ambiguous: an empty page, or not this user's conversation.
         _require_conversation(tx, user_id, conversation_id)
@@ -584,11 +671,12 @@ class _WindowRow(NamedTuple):
 
 def _newest_first(tx: Tx, user_id: str, conversation_id: int, chunk: int) -> Iterator[_WindowRow]:
     before: int | None = None
-    stale = _stale(tx)
+    now, stale = _now(tx), _stale(tx)
     while True:
         stmt, params = _sql.messages_params(
             user_id,
             conversation_id,
+            now,
             before=before,
             descending=True,
             limit=chunk,
@@ -682,7 +770,8 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     keep = conv.message_count - 1 if keep is None else keep
     if keep < 0 or conv.message_count <= keep:
         return []
-    tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, utcnow()))
+    now = _now(tx)
+    tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, now))
     stmt = _sql.delete_messages_after(conversation_id, keep)
     rows = tx.conn.execute(stmt, {"stale": _stale(tx)}).all()
     return sorted((_message(r) for r in rows), key=lambda m: m.position)
@@ -756,7 +845,7 @@ def search(
         until=end is not None,
         paged=after is not None,
     )
-    params: dict[str, Any] = {"uid": user_id, "lim": limit + 1}
+    params: dict[str, Any] = {"uid": user_id, "lim": limit + 1, "now": _now(tx)}
     params.update(_sql.search_terms(tx.pg, parsed.phrases, parsed.prefixes))
     if cid is not None:
         params["cid"] = cid
@@ -817,7 +906,7 @@ def _stream_row(
     tx: Tx, user_id: str, message_id: int, conversation_id: int | None, *, lock: bool
 ) -> _Streamed:
     mid = _message_id(message_id)
-    params: dict[str, Any] = {"mid": mid, "uid": user_id, "stale": _stale(tx)}
+    params: dict[str, Any] = {"mid": mid, "uid": user_id, "stale": _stale(tx), "now": _now(tx)}
     if conversation_id is not None:
         params["cid"] = _conversation_id(conversation_id)
     stmt = _sql.stream_message(in_conversation=conversation_id is not None, lock=lock)
@@ -885,7 +974,7 @@ def append_delta(
     row = _stream_row(tx, user_id, message_id, conversation_id, lock=True)
     mid = row.message.id
     if row.message.status == "streaming":
-        now = utcnow()
+        now = _now(tx)
         params = {"message_id": mid, "uid": user_id, "seq": seq, "text": text, "created_at": now}
         if _driver_execute(tx, _sql.insert_chunk(tx.pg), params)[1]:
             if row.length + len(text) > tx.config.max_content_length:
@@ -951,7 +1040,7 @@ def finish_message(
         "content": final.content,
         "tool_calls": final.tool_calls,
         "metadata": final.metadata,
-        "stream_heartbeat_at": utcnow(),
+        "stream_heartbeat_at": _now(tx),
     }
     tx.conn.execute(_sql.end_stream(msg.id, values))
     _notify(tx, msg.id)
@@ -1038,3 +1127,106 @@ def read_stream(
     params = {"mid": row.message.id, "uid": user_id, "after": after, "lim": limit + 1}
     chunks = construct_all(StreamChunk, _read(tx, _sql.CHUNKS_AFTER, params))
     return StreamRead(message=row.message, chunks=chunks[:limit], has_more=len(chunks) > limit)
+
+
+# ------------------------------------------------------------------------- retention
+
+
+@operation(Mode.READ)
+def get_retention_policy(tx: Tx, user_id: str) -> RetentionPolicy:
+    """``user_id``'s own retention defaults (``None``: the global default applies)."""
+    rows = _read(tx, _sql.USER_POLICY, {"uid": user_id})
+    return RetentionPolicy(**rows[0]) if rows else RetentionPolicy()
+
+
+@operation(Mode.WRITE)
+def set_retention_policy(
+    tx: Tx,
+    user_id: str,
+    *,
+    retention: str | None = _UNSET,
+    temporary_retention: str | None = _UNSET,
+) -> RetentionPolicy:
+    """Set ``user_id``'s defaults for new conversations (``"30d"``, ``"none"``; ``None``
+    goes back to the global default). A field left out is not changed. Conversations
+    that exist keep the policy they were created with.
+    """
+    values: dict[str, Any] = {}
+    for field, value in (("retention", retention), ("temporary_retention", temporary_retention)):
+        if value is not _UNSET:
+            values[field] = None if value is None else normalize_retention(value, field)
+    if values:
+        if (register := _sql.upsert_user(tx.pg, user_id, _now(tx))) is not None:
+            tx.conn.execute(register)
+        tx.conn.execute(_sql.upsert_user_policy(tx.pg, user_id, values))
+    return get_retention_policy(tx, user_id)
+
+
+@operation(Mode.READ)
+def count_expired(tx: Tx, now: datetime) -> PurgeReport:
+    """What a purge at ``now`` would delete (no user: the purge is the operator's)."""
+    [row] = _read(tx, _sql.COUNT_EXPIRED, {"now": now})
+    return PurgeReport(**{k: int(v) for k, v in row.items()}, dry_run=True)
+
+
+@operation(Mode.STATEMENT)
+def purge_batch(tx: Tx, now: datetime, batch_size: int) -> PurgeReport:
+    """Delete up to ``batch_size`` conversations expired at ``now``, with tombstones.
+
+    One statement on PostgreSQL (``FOR UPDATE SKIP LOCKED``), one short ``BEGIN
+    IMMEDIATE`` transaction on SQLite; the foreign keys cascade to the messages.
+    """
+    deleted_at = _now(tx)
+    if tx.pg:
+        params = {"now": now, "deleted_at": deleted_at, "lim": batch_size}
+        [row] = _read(tx, _sql.PG_PURGE_BATCH, params)
+        return PurgeReport(**{k: int(v) for k, v in row.items()}, batches=1)
+    _, rows = _driver_execute(tx, _sql.SQLITE_PURGE_BATCH, {"now": now, "lim": batch_size})
+    _bury(tx, rows, deleted_at)
+    return PurgeReport(
+        conversations=len(rows),
+        temporary=sum(1 for r in rows if r[2]),
+        messages=sum(int(r[3]) for r in rows),
+        batches=1,
+    )
+
+
+MAX_PURGE_BATCH = 100_000
+PurgeStep = tuple[Callable[..., Any], dict[str, Any]]
+
+
+def purge_plan(
+    config: StoreConfig,
+    *,
+    batch_size: int,
+    now: datetime | None,
+    dry_run: bool,
+    on_batch: Callable[[PurgeReport], None] | None,
+) -> Generator[PurgeStep, PurgeReport, PurgeReport]:
+    """The purge, written once: yields ``(operation, kwargs)`` for the store to run (each
+    batch its own transaction) and is sent each result; returns the total.
+
+    ``now`` (default: the store's clock) is fixed for the whole purge, so a conversation
+    that expires meanwhile waits for the next run and the loop always ends.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValidationError("batch_size", "must be an integer")
+    if not 1 <= batch_size <= MAX_PURGE_BATCH:
+        raise ValidationError("batch_size", f"must be between 1 and {MAX_PURGE_BATCH}")
+    at = _instant(now, "now") or as_utc(config.clock())
+    if dry_run:
+        return (yield count_expired, {"now": at})
+    total = PurgeReport()
+    while True:
+        done = yield purge_batch, {"now": at, "batch_size": batch_size}
+        if done.conversations:
+            total = PurgeReport(
+                conversations=total.conversations + done.conversations,
+                temporary=total.temporary + done.temporary,
+                messages=total.messages + done.messages,
+                batches=total.batches + 1,
+            )
+            if on_batch is not None:
+                on_batch(total)
+        if done.conversations < batch_size:
+            return total

@@ -34,10 +34,12 @@ from sqlalchemy import (
     case,
     column,
     delete,
+    exists,
     func,
     insert,
     literal_column,
     null,
+    or_,
     select,
     text,
     tuple_,
@@ -50,7 +52,13 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
 
-from convostore._ddl import pg_next_timestamp, sqlite_next_timestamp
+from convostore._ddl import (
+    EXPIRING,
+    pg_next_timestamp,
+    pg_plus_seconds,
+    sqlite_next_timestamp,
+    sqlite_plus_seconds,
+)
 from convostore.config import get_settings
 from convostore.errors import ValidationError
 from convostore.models import (
@@ -60,6 +68,8 @@ from convostore.models import (
     chunks_table,
     conversations_table,
     messages_table,
+    policies_table,
+    tombstones_table,
     users_table,
 )
 from convostore.schemas import MessageCreate
@@ -106,6 +116,10 @@ CONVERSATION_COLUMNS = (
     C.c.message_count,
     C.c.created_at,
     C.c.updated_at,
+    C.c.expires_at,
+    C.c.temporary,
+    C.c.hold,
+    C.c.retention_seconds,
 )
 MESSAGE_COLUMNS = (
     M.c.id,
@@ -163,6 +177,8 @@ def insert_conversation(
     *,
     external_id: str | None = None,
     if_absent: bool = False,
+    retention_seconds: int | None = None,
+    temporary: bool = False,
 ) -> Insert:
     """Create a conversation (its user is registered by the database's trigger if new).
 
@@ -178,6 +194,11 @@ def insert_conversation(
         message_count=0,
         created_at=now,
         updated_at=now,
+        retention_seconds=retention_seconds,
+        expires_at=None
+        if retention_seconds is None
+        else now + timedelta(seconds=retention_seconds),
+        temporary=temporary,
     )
     if if_absent:
         stmt = stmt.on_conflict_do_nothing(
@@ -187,24 +208,52 @@ def insert_conversation(
     return stmt.returning(*CONVERSATION_COLUMNS)
 
 
-#: A user's conversation by its external id (params: ``uid``, ``external_id``).
+# ------------------------------------------------------------------------- retention
+#
+# "Expired means gone": a conversation past its ``expires_at`` and not on hold is missing
+# for every reader and writer at once, before the purge deletes it. This is the one
+# predicate that says so; every statement that finds a conversation for a user includes
+# it, with ``now`` a parameter from the store's clock (never the database's ``now()``).
+
+#: The clock's instant, bound into every statement that checks expiry.
+NOW = bindparam("now", type_=UTCDateTime())
+
+
+def live(now: ColumnElement[Any] | datetime = NOW) -> ColumnElement[bool]:
+    """The conversation exists for readers at ``now`` (Core statements)."""
+    return or_(C.c.expires_at.is_(None), C.c.expires_at > now, C.c.hold)
+
+
+def live_sql(alias: str = "") -> str:
+    """:func:`live` for the hand-written SQL (``:now``), on table alias ``alias``."""
+    p = f"{alias}." if alias else ""
+    return f"({p}expires_at IS NULL OR {p}expires_at > :now OR {p}hold)"
+
+
+def owned(user_id: str, conversation_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The WHERE clause that scopes a conversation to its owner, while it is live."""
+    return (C.c.id == conversation_id, C.c.user_id == user_id, live(now))
+
+
+#: A user's conversation by its external id, expired ones included: the external id stays
+#: taken (a unique index) until the purge deletes it (params: ``uid``, ``external_id``).
 CONVERSATION_BY_EXTERNAL_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
     C.c.user_id == bindparam("uid", type_=String()),
     C.c.external_id == bindparam("external_id", type_=String()),
 )
-
-
-def owned(user_id: str, conversation_id: int) -> tuple[ColumnElement[bool], ...]:
-    """The WHERE clause that scopes a conversation to its owner."""
-    return (C.c.id == conversation_id, C.c.user_id == user_id)
+#: The same, live only (params: ``uid``, ``external_id``, ``now``).
+LIVE_CONVERSATION_BY_EXTERNAL_ID: Select[Any] = CONVERSATION_BY_EXTERNAL_ID.where(live())
 
 
 # The hot statements are built once, with bind parameters, and reused: building a
 # statement and walking it for SQLAlchemy's cache key cost more than the query itself.
 
-#: One conversation of its owner (params: ``cid``, ``uid``).
+_CID = bindparam("cid", type_=BigInteger())
+_UID = bindparam("uid", type_=String())
+
+#: One live conversation of its owner (params: ``cid``, ``uid``, ``now``).
 CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
-    C.c.id == bindparam("cid", type_=BigInteger()), C.c.user_id == bindparam("uid", type_=String())
+    C.c.id == _CID, C.c.user_id == _UID, live()
 )
 
 #: The same, locking the row against concurrent appenders (pop / delete-after).
@@ -215,9 +264,10 @@ CONVERSATION_BY_ID_FOR_UPDATE: Select[Any] = CONVERSATION_BY_ID.with_for_update(
 def conversations_query(*, paged: bool) -> Select[Any]:
     """Most recently active first; keyset on ``(updated_at, id)`` served by one index.
 
-    Params: ``uid``, ``lim`` and, when ``paged``, the cursor's ``ts`` and ``cursor_id``.
+    Params: ``uid``, ``now``, ``lim`` and, when ``paged``, the cursor's ``ts`` and
+    ``cursor_id``.
     """
-    stmt = select(*CONVERSATION_COLUMNS).where(C.c.user_id == bindparam("uid", type_=String()))
+    stmt = select(*CONVERSATION_COLUMNS).where(C.c.user_id == _UID, live())
     if paged:
         stmt = stmt.where(
             tuple_(C.c.updated_at, C.c.id)
@@ -231,25 +281,36 @@ def conversations_query(*, paged: bool) -> Select[Any]:
 
 
 def conversations_params(
-    user_id: str, limit: int, cursor: tuple[datetime, int] | None
+    user_id: str, limit: int, cursor: tuple[datetime, int] | None, now: datetime
 ) -> dict[str, Any]:
-    params: dict[str, Any] = {"uid": user_id, "lim": limit}
+    params: dict[str, Any] = {"uid": user_id, "lim": limit, "now": now}
     if cursor is not None:
         params["ts"], params["cursor_id"] = cursor
     return params
 
 
-def update_conversation(user_id: str, conversation_id: int, values: dict[str, Any]) -> Update:
+def update_conversation(
+    user_id: str, conversation_id: int, values: dict[str, Any], now: datetime
+) -> Update:
     return (
         update(C)
-        .where(*owned(user_id, conversation_id))
+        .where(*owned(user_id, conversation_id, now))
         .values(**values)
         .returning(*CONVERSATION_COLUMNS)
     )
 
 
-def delete_conversation(user_id: str, conversation_id: int) -> Delete:
-    return delete(C).where(*owned(user_id, conversation_id))
+def expiry_from_last_activity(pg: bool, retention_seconds: int | None) -> ColumnElement[Any]:
+    """``expires_at`` for a new policy: the last activity (``updated_at``) + the policy."""
+    if retention_seconds is None:
+        return null()
+    seconds = str(int(retention_seconds))  # an int: safe to write into the SQL
+    add = pg_plus_seconds if pg else sqlite_plus_seconds
+    return literal_column(add("updated_at", seconds), UTCDateTime())
+
+
+def delete_conversation(user_id: str, conversation_id: int, now: datetime) -> Delete:
+    return delete(C).where(*owned(user_id, conversation_id, now))
 
 
 def encode_cursor(updated_at: datetime, conversation_id: int) -> str:
@@ -284,8 +345,9 @@ WITH conv AS (
     UPDATE conversations
        SET message_count = message_count + {n},
            updated_at = {next_ts},
+           expires_at = {expires_at},
            title = COALESCE(title, :auto_title)
-     WHERE id = :cid AND user_id = :uid
+     WHERE id = :cid AND user_id = :uid AND {live}
  RETURNING id, user_id, message_count - {n} AS base, updated_at AS last
 )
 INSERT INTO messages (conversation_id, user_id, position, role, content, tool_calls,
@@ -308,7 +370,12 @@ _PG_APPEND_BINDS = (
 def _pg_append_sql(n: str, **parts: str) -> str:
     """The append template for ``n`` messages (SQL text), timed under the row lock."""
     return _PG_APPEND_TEMPLATE.format(
-        n=n, next_ts=pg_next_timestamp("updated_at", ":now", n), **parts
+        n=n,
+        next_ts=pg_next_timestamp("updated_at", ":now", n),
+        # Retention counts from the last activity: this append.
+        expires_at=pg_plus_seconds(":now", "retention_seconds"),
+        live=live_sql(),
+        **parts,
     )
 
 
@@ -430,8 +497,9 @@ SQLITE_BUMP_CONVERSATION: TextualSelect = (
         "UPDATE conversations"
         " SET message_count = message_count + :n,"
         f" updated_at = {sqlite_next_timestamp('updated_at', ':now', ':n')},"
+        f" expires_at = {sqlite_plus_seconds(':now', 'retention_seconds')},"
         " title = COALESCE(title, :auto_title)"
-        " WHERE id = :cid AND (:uid IS NULL OR user_id = :uid)"
+        f" WHERE id = :cid AND (:uid IS NULL OR user_id = :uid) AND {live_sql()}"
         " RETURNING message_count, user_id, updated_at"
     )
     .bindparams(
@@ -525,13 +593,14 @@ def messages_query(
 ) -> Select[Any]:
     """A conversation's messages by position: an index range scan on (conversation_id, position).
 
-    Params: ``cid``, ``uid`` and, as flagged, ``after``, ``before``, ``lim``. ``window``
-    selects only :data:`WINDOW_COLUMNS` (same rows, same scan).
+    Params: ``cid``, ``uid``, ``now``, ``stale`` (the streaming lease's cutoff) and, as
+    flagged, ``after``, ``before``, ``lim``. An expired conversation has no messages (an
+    uncorrelated check, evaluated once). ``window`` selects only :data:`WINDOW_COLUMNS`
+    (same rows, same scan).
     """
-    stmt = select(*(WINDOW_COLUMNS if window else MESSAGE_COLUMNS)).where(
-        M.c.conversation_id == bindparam("cid", type_=BigInteger()),
-        M.c.user_id == bindparam("uid", type_=String()),
-    )
+    alive = exists().where(C.c.id == _CID, C.c.user_id == _UID, live())
+    columns = WINDOW_COLUMNS if window else MESSAGE_COLUMNS
+    stmt = select(*columns).where(M.c.conversation_id == _CID, M.c.user_id == _UID, alive)
     if after:
         stmt = stmt.where(M.c.position > bindparam("after", type_=Integer()))
     if before:
@@ -545,6 +614,7 @@ def messages_query(
 def messages_params(
     user_id: str,
     conversation_id: int,
+    now: datetime,
     *,
     after: int | None = None,
     before: int | None = None,
@@ -565,7 +635,8 @@ def messages_params(
     params: dict[str, Any] = {
         "cid": conversation_id,
         "uid": user_id,
-        "stale": stale or stale_before(),
+        "now": now,
+        "stale": stale or stale_before(now=now),
     }
     if after is not None:
         params["after"] = after
@@ -588,9 +659,15 @@ def stream_message(*, in_conversation: bool, lock: bool) -> Select[Any]:
     """One message of its owner with what the streaming writes check: the stored status
     (``stored_status``; ``status`` is the lease-aware one) and the content's length.
 
-    Params: ``mid``, ``uid``, ``stale`` and, if ``in_conversation``, ``cid``. ``lock``
-    takes the row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises).
+    Params: ``mid``, ``uid``, ``stale``, ``now`` and, if ``in_conversation``, ``cid``.
+    A message of an expired conversation is not found. ``lock`` takes the row lock on
+    PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises).
     """
+    alive = (
+        exists()
+        .where(C.c.id == M.c.conversation_id, C.c.user_id == M.c.user_id, live())
+        .correlate(M)
+    )
     stmt = select(
         *MESSAGE_COLUMNS,
         M.c.status.label("stored_status"),
@@ -598,6 +675,7 @@ def stream_message(*, in_conversation: bool, lock: bool) -> Select[Any]:
     ).where(
         M.c.id == bindparam("mid", type_=BigInteger()),
         M.c.user_id == bindparam("uid", type_=String()),
+        alive,
     )
     if in_conversation:
         stmt = stmt.where(M.c.conversation_id == bindparam("cid", type_=BigInteger()))
@@ -808,7 +886,7 @@ def truncate_conversation(user_id: str, conversation_id: int, keep: int, now: da
     """Move the counter back to ``keep`` (only if it is beyond); returns the old count."""
     return (
         update(C)
-        .where(*owned(user_id, conversation_id), C.c.message_count > keep)
+        .where(*owned(user_id, conversation_id, now), C.c.message_count > keep)
         .values(message_count=keep, updated_at=now)
     )
 
@@ -825,8 +903,10 @@ def delete_messages_after(conversation_id: int, position: int) -> ReturningDelet
 # ----------------------------------------------------------- export / import / stats (io.py)
 
 
-def export_conversations(user_id: str | None, after_id: int | None, limit: int) -> Select[Any]:
-    """Conversations by id (keyset), with the owner's ``created_at``, for streaming export.
+def export_conversations(
+    user_id: str | None, after_id: int | None, limit: int, now: datetime
+) -> Select[Any]:
+    """Live conversations by id (keyset), with the owner's ``created_at``, for export.
 
     The owner's ``created_at`` is convostore's own record; with the host's users table it is
     not ours to read, and is left out (null).
@@ -837,6 +917,7 @@ def export_conversations(user_id: str | None, after_id: int | None, limit: int) 
         stmt = select(
             *CONVERSATION_COLUMNS, users_table.c.created_at.label("user_created_at")
         ).join(users_table, users_table.c.id == C.c.user_id)
+    stmt = stmt.where(live(now))
     if user_id is not None:
         stmt = stmt.where(C.c.user_id == user_id)
     if after_id is not None:
@@ -844,8 +925,8 @@ def export_conversations(user_id: str | None, after_id: int | None, limit: int) 
     return stmt.order_by(C.c.id).limit(limit)
 
 
-def count_conversations(user_id: str | None) -> Select[Any]:
-    stmt = select(func.count()).select_from(C)
+def count_conversations(user_id: str | None, now: datetime) -> Select[Any]:
+    stmt = select(func.count()).select_from(C).where(live(now))
     return stmt.where(C.c.user_id == user_id) if user_id is not None else stmt
 
 
@@ -1002,13 +1083,13 @@ def search_query(
         message_hits = f"""
   SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
          CAST(ts_rank_cd(m.search_vector, q.query) AS DOUBLE PRECISION) AS score
-    FROM messages AS m, q
-   WHERE m.user_id = :uid AND m.search_vector @@ q.query{mfilter}"""
+    FROM messages AS m JOIN conversations AS mc ON mc.id = m.conversation_id, q
+   WHERE m.user_id = :uid AND m.search_vector @@ q.query{mfilter} AND {live_sql("mc")}"""
         title_hits = f"""
   SELECT {kind_title}, c.id, c.id,
          CAST(ts_rank_cd({title_vector}, q.query) AS DOUBLE PRECISION)
     FROM conversations AS c, q
-   WHERE c.user_id = :uid AND {title_vector} @@ q.query{cfilter}"""
+   WHERE c.user_id = :uid AND {title_vector} @@ q.query{cfilter} AND {live_sql("c")}"""
         snippet = f"""CASE page.kind
            WHEN {kind_message} THEN ts_headline({cfg}, m.content, q.query, '{_HEADLINE_OPTIONS}')
            ELSE ts_headline({cfg}, c.title, q.query, '{_HEADLINE_OPTIONS}') END"""
@@ -1019,11 +1100,12 @@ def search_query(
   SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
          {_sqlite_rank("messages_fts", "m.content")} AS score
     FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
-   WHERE messages_fts MATCH :q AND m.user_id = :uid{mfilter}"""
+         JOIN conversations AS mc ON mc.id = m.conversation_id
+   WHERE messages_fts MATCH :q AND m.user_id = :uid{mfilter} AND {live_sql("mc")}"""
         title_hits = f"""
   SELECT {kind_title}, c.id, c.id, {_sqlite_rank("conversations_fts", "c.title")}
     FROM conversations_fts JOIN conversations AS c ON c.id = conversations_fts.rowid
-   WHERE conversations_fts MATCH :q AND c.user_id = :uid{cfilter}"""
+   WHERE conversations_fts MATCH :q AND c.user_id = :uid{cfilter} AND {live_sql("c")}"""
         snippet = f"""CASE page.kind
            WHEN {kind_message} THEN (SELECT snippet(messages_fts, 0, '{HIGHLIGHT}',
                 '{HIGHLIGHT}', '…', 16) FROM messages_fts
@@ -1056,6 +1138,7 @@ SELECT page.kind, page.score, page.hit_id, c.id AS conversation_id,
  ORDER BY page.score DESC, page.kind, page.hit_id DESC"""
     binds: list[BindParameter[Any]] = [
         bindparam("uid", type_=String()),
+        bindparam("now", type_=UTCDateTime()),
         bindparam("lim", type_=Integer()),
         bindparam("cid", type_=BigInteger()),
         bindparam("since", type_=UTCDateTime()),
@@ -1124,3 +1207,106 @@ def decode_search_cursor(cursor: str) -> tuple[float, int, int]:
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor", "is not a cursor returned by this API") from None
     return float(score), int(kind), ident
+
+
+# ------------------------------------------------------------------------- the purge
+
+_PURGE_RETURNS: dict[str, TypeEngine[Any]] = {
+    "conversations": Integer(),
+    "temporary": Integer(),
+    "messages": Integer(),
+}
+_EXPIRED = f"{EXPIRING} AND expires_at <= :now"
+
+#: PostgreSQL: one batch in one statement. ``SKIP LOCKED`` passes over rows another purger
+#: or an appender holds (an append in flight either commits first, moving ``expires_at``
+#: on, which the lock re-checks, or waits and then finds no row: NotFound). The foreign
+#: keys cascade to the messages; the search column goes with them. Params: ``now``,
+#: ``deleted_at``, ``lim``.
+PG_PURGE_BATCH: TextualSelect = (
+    text(
+        f"""
+WITH doomed AS (
+    SELECT id FROM conversations
+     WHERE {_EXPIRED}
+     ORDER BY expires_at
+     LIMIT :lim
+       FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM conversations AS c USING doomed WHERE c.id = doomed.id
+    RETURNING c.id, c.user_id, c.temporary, c.message_count
+), stones AS (
+    INSERT INTO convostore_tombstones (conversation_id, user_id, deleted_at, reason)
+    SELECT id, user_id, :deleted_at, CASE WHEN temporary THEN 'temporary' ELSE 'expired' END
+      FROM gone
+)
+SELECT count(*), count(*) FILTER (WHERE temporary), COALESCE(sum(message_count), 0)
+  FROM gone"""
+    )
+    .bindparams(
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("deleted_at", type_=UTCDateTime()),
+        bindparam("lim", type_=Integer()),
+    )
+    .columns(**_PURGE_RETURNS)
+)
+
+#: SQLite: one batch's deletion, inside a short ``BEGIN IMMEDIATE`` (params: ``now``,
+#: ``lim``); the tombstones follow with :data:`INSERT_TOMBSTONE`.
+SQLITE_PURGE_BATCH: TextualSelect = (
+    text(
+        "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations"
+        f" WHERE {_EXPIRED} ORDER BY expires_at LIMIT :lim)"
+        " RETURNING id, user_id, temporary, message_count"
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime()), bindparam("lim", type_=Integer()))
+    .columns(id=BigInteger(), user_id=String(), temporary=Integer(), message_count=Integer())
+)
+
+#: What a purge at ``now`` would delete, counted (a dry run; params: ``now``).
+COUNT_EXPIRED: TextualSelect = (
+    text(
+        "SELECT count(*), COALESCE(sum(CASE WHEN temporary THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(sum(message_count), 0) FROM conversations WHERE {_EXPIRED}"
+    )
+    .bindparams(bindparam("now", type_=UTCDateTime()))
+    .columns(**_PURGE_RETURNS)
+)
+
+T = tombstones_table
+#: One tombstone (executemany; params: ``conversation_id``, ``user_id``, ``deleted_at``,
+#: ``reason``).
+INSERT_TOMBSTONE: Insert = insert(T).values(
+    {
+        name: bindparam(name, type_=T.c[name].type)
+        for name in ("conversation_id", "user_id", "deleted_at", "reason")
+    }
+)
+
+
+def tombstone_reason(temporary: Any) -> str:
+    return "temporary" if temporary else "expired"
+
+
+def delete_expired_by_external_id(
+    user_id: str, external_id: str, now: datetime
+) -> ReturningDelete[Any]:
+    """Free an external id held by an expired conversation (it is gone for the user)."""
+    return (
+        delete(C)
+        .where(C.c.user_id == user_id, C.c.external_id == external_id, ~live(now))
+        .returning(C.c.id, C.c.user_id, C.c.temporary)
+    )
+
+
+P = policies_table
+#: A user's retention defaults (params: ``uid``).
+USER_POLICY: Select[Any] = select(P.c.retention, P.c.temporary_retention).where(P.c.user_id == _UID)
+
+
+def upsert_user_policy(pg: bool, user_id: str, values: dict[str, Any]) -> Insert:
+    """Set some of a user's retention defaults (the others are kept)."""
+    ins = postgresql.insert(P) if pg else sqlite.insert(P)
+    return ins.values(user_id=user_id, **values).on_conflict_do_update(
+        index_elements=[P.c.user_id], set_=values
+    )

@@ -10,12 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from convostore.errors import ConfigurationError
+from convostore.errors import ConfigurationError, ConvostoreError
+from convostore.retention import normalize_retention
 
 DEFAULT_DATABASE_URL = "sqlite:///convostore.db"
 
@@ -122,16 +123,16 @@ class Settings(BaseSettings):
     )
     # --- rate limits: "N/second|minute|hour|day"; "" turns one off ---
     rate_limit_user_reads: str = Field(
-        default="600/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_READS"
+        default="1200/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_READS"
     )
     rate_limit_user_writes: str = Field(
-        default="120/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_WRITES"
+        default="1200/minute", validation_alias="CONVOSTORE_RATE_LIMIT_USER_WRITES"
     )
     rate_limit_key_reads: str = Field(
-        default="6000/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_READS"
+        default="12000/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_READS"
     )
     rate_limit_key_writes: str = Field(
-        default="1200/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_WRITES"
+        default="12000/minute", validation_alias="CONVOSTORE_RATE_LIMIT_KEY_WRITES"
     )
     rate_limit_storage: str = Field(
         default="memory://",
@@ -139,6 +140,34 @@ class Settings(BaseSettings):
         description="Where the counters live (a `limits` storage URI): `memory://` is per "
         "process; `redis://host:6379` shares them between processes.",
     )
+
+    retention: str = Field(
+        default="none",
+        validation_alias="CONVOSTORE_RETENTION",
+        description="How long a conversation lives after its last activity (`30d`, `12h`, "
+        "`90m`, `2w`; `none`: forever), unless its user's or its own policy says otherwise.",
+    )
+    temporary_retention: str = Field(
+        default="24h",
+        validation_alias="CONVOSTORE_TEMPORARY_RETENTION",
+        description="The same for temporary conversations (`temporary=True` at creation).",
+    )
+
+    purge_every: int | None = Field(
+        default=None,
+        gt=0,
+        validation_alias="CONVOSTORE_PURGE_EVERY",
+        description="`convostore serve`: purge expired conversations in the background every "
+        "this many minutes (unset: never; run `convostore purge` from cron instead).",
+    )
+
+    @field_validator("retention", "temporary_retention")
+    @classmethod
+    def _retention_policy(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            return normalize_retention(value, str(info.field_name))
+        except ConvostoreError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("users_table", "jwks_url", "jwt_issuer", "jwt_audience", mode="before")
     @classmethod

@@ -59,6 +59,7 @@ from convostore.schemas import (
     validate_title,
     validate_user_id,
 )
+from convostore.types import utcnow
 
 __all__ = [
     "DatabaseStats",
@@ -116,20 +117,24 @@ def _message_json(row: Any) -> str:
     return _dump(message)
 
 
-def _conversations(conn: Connection, user_id: str | None, batch: int) -> Iterator[Any]:
+def _conversations(
+    conn: Connection, user_id: str | None, batch: int, now: datetime
+) -> Iterator[Any]:
     after: int | None = None
     while True:
-        rows = conn.execute(_sql.export_conversations(user_id, after, batch)).all()
+        rows = conn.execute(_sql.export_conversations(user_id, after, batch, now)).all()
         yield from rows
         if len(rows) < batch:
             return
         after = rows[-1].id
 
 
-def _messages(conn: Connection, user_id: str, conversation_id: int, batch: int) -> Iterator[Any]:
+def _messages(
+    conn: Connection, user_id: str, conversation_id: int, batch: int, now: datetime
+) -> Iterator[Any]:
     after: int | None = None
     while True:
-        stmt, params = _sql.messages_params(user_id, conversation_id, after=after, limit=batch)
+        stmt, params = _sql.messages_params(user_id, conversation_id, now, after=after, limit=batch)
         rows = conn.execute(stmt, params).all()
         yield from rows
         if len(rows) < batch:
@@ -156,10 +161,11 @@ def export_jsonl(
     if engine.dialect.name == "postgresql":
         options["isolation_level"] = "REPEATABLE READ"  # one snapshot for the whole export
     written = 0
+    now = utcnow()  # expired conversations are gone: not exported
     with engine.execution_options(**options).begin() as conn:
         if progress is not None:
-            progress(int(conn.execute(_sql.count_conversations(user_id)).scalar_one()))
-        for conv in _conversations(conn, user_id, batch_size):
+            progress(int(conn.execute(_sql.count_conversations(user_id, now)).scalar_one()))
+        for conv in _conversations(conn, user_id, batch_size, now):
             head = {
                 "id": conv.id,
                 "user_id": conv.user_id,
@@ -172,7 +178,7 @@ def export_jsonl(
                 "updated_at": _iso(conv.updated_at),
             }
             out.write(_dump(head)[:-1] + ',"messages":[')
-            for i, msg in enumerate(_messages(conn, conv.user_id, conv.id, batch_size)):
+            for i, msg in enumerate(_messages(conn, conv.user_id, conv.id, batch_size, now)):
                 out.write("," if i else "")
                 out.write(_message_json(msg))
             out.write("]}\n")

@@ -37,7 +37,14 @@ __all__ = [
 VERSION_TABLE = "convostore_alembic_version"
 #: The tables convostore creates and migrates (never the host's users table).
 TABLES = frozenset(
-    {"conversations", "messages", "message_chunks", API_KEYS_TABLE}
+    {
+        "conversations",
+        "messages",
+        "message_chunks",
+        API_KEYS_TABLE,
+        "convostore_retention_policies",
+        "convostore_tombstones",
+    }
     | ({USERS_TABLE} if OWNS_USERS else set())
 )
 # Any constant works; it only has to be the same for every process migrating this database.

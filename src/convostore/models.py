@@ -67,6 +67,8 @@ __all__ = [
     "MessageChunk",
     "MessageRole",
     "MessageStatus",
+    "RetentionPolicy",
+    "Tombstone",
     "metadata",
     "schema_metadata",
 ]
@@ -158,6 +160,13 @@ class Conversation(SQLModel, table=True):
             sqlite_where=text("external_id IS NOT NULL"),
         ),
         CheckConstraint("message_count >= 0", name="ck_conversations_message_count"),
+        # The purge's queue: only conversations that can expire, so it never scans live data.
+        Index(
+            "ix_conversations_expires_at",
+            "expires_at",
+            postgresql_where=text(_ddl.EXPIRING),
+            sqlite_where=text(_ddl.EXPIRING),
+        ),
         # Never reuse the id of a deleted conversation on SQLite (a stale client id must
         # not start pointing at a new thread).
         {"sqlite_autoincrement": True},
@@ -178,6 +187,16 @@ class Conversation(SQLModel, table=True):
     updated_at: datetime | None = Field(
         default=None,
         sa_column=Column(UTCDateTime(), nullable=False, server_default=func.now()),
+    )
+    # Retention (migration 0005): gone for readers once past ``expires_at`` unless on hold;
+    # every append moves it to the last activity + ``retention_seconds``.
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    retention_seconds: int | None = Field(default=None, sa_column=Column(BigInteger))
+    temporary: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
+    hold: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
     )
 
 
@@ -307,6 +326,49 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
+class RetentionPolicy(SQLModel, table=True):
+    """A user's own retention defaults (convostore's table, never the host's users table).
+
+    ``None`` inherits the global default (``CONVOSTORE_RETENTION`` /
+    ``CONVOSTORE_TEMPORARY_RETENTION``); ``"none"`` is "never expires".
+    """
+
+    __tablename__ = "convostore_retention_policies"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id"],
+            [f"{USERS_TABLE}.id"],
+            ondelete="CASCADE",
+            name="fk_convostore_retention_policies_user_id",
+        ),
+    )
+
+    user_id: str = Field(sa_column=Column(primary_key=True))
+    retention: str | None = Field(default=None, sa_column=Column(String(32)))
+    temporary_retention: str | None = Field(default=None, sa_column=Column(String(32)))
+
+
+class Tombstone(SQLModel, table=True):
+    """A content-free record of a conversation the purge deleted (for compliance).
+
+    No foreign keys: a tombstone outlives its conversation and its user.
+    """
+
+    __tablename__ = "convostore_tombstones"
+    __table_args__ = (
+        Index("ix_convostore_tombstones_user_id", "user_id"),
+        Index("ix_convostore_tombstones_deleted_at", "deleted_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(IdType, primary_key=True))
+    conversation_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    user_id: str = Field(sa_column=Column(String(MAX_ID_LENGTH), nullable=False))
+    deleted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    #: ``expired`` or ``temporary``.
+    reason: str = Field(sa_column=Column(String(20), nullable=False))
+
+
 #: The metadata holding convostore's tables (what migrations are compared against).
 metadata = SQLModel.metadata
 conversations_table: Table = metadata.tables["conversations"]
@@ -315,6 +377,8 @@ api_keys_table: Table = metadata.tables[API_KEYS_TABLE]
 chunks_table: Table = metadata.tables["message_chunks"]
 #: convostore's own users table; ``None`` when the host's is used.
 users_table: Table | None = metadata.tables[_ddl.OWN_USERS_TABLE] if OWNS_USERS else None
+policies_table: Table = metadata.tables["convostore_retention_policies"]
+tombstones_table: Table = metadata.tables["convostore_tombstones"]
 
 
 def schema_metadata(conn: Any) -> MetaData:
@@ -328,7 +392,14 @@ def schema_metadata(conn: Any) -> MetaData:
         return metadata
     copy = MetaData()
     Table(USERS_TABLE, copy, autoload_with=conn)
-    for table in (conversations_table, messages_table, chunks_table, api_keys_table):
+    for table in (
+        conversations_table,
+        messages_table,
+        chunks_table,
+        api_keys_table,
+        policies_table,
+        tombstones_table,
+    ):
         table.to_metadata(copy)
     return copy
 

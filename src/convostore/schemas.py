@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -26,6 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from convostore.errors import ValidationError
 from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH, MessageRole, MessageStatus
+from convostore.retention import format_retention, normalize_retention, parse_retention
 
 __all__ = [
     "ChatMessage",
@@ -35,6 +37,8 @@ __all__ = [
     "MessagePublic",
     "Order",
     "Page",
+    "PurgeReport",
+    "RetentionPolicy",
     "SearchHit",
     "SearchQuery",
     "StreamChunk",
@@ -120,6 +124,38 @@ class ConversationPublic(BaseModel):
     message_count: int
     created_at: datetime
     updated_at: datetime
+    #: When it stops existing for readers (``None``: never), unless ``hold`` is set.
+    expires_at: datetime | None = None
+    #: A temporary chat (created with ``temporary=True``): its own, shorter policy.
+    temporary: bool = False
+    #: Kept past ``expires_at`` (a pin, star or legal hold) until the hold is cleared.
+    hold: bool = False
+    #: The conversation's lifetime after its last activity, in seconds (``None``: no expiry).
+    retention_seconds: int | None = Field(default=None, exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retention(self) -> str | None:
+        """The conversation's policy as text (``"30d"``); ``None`` when it never expires."""
+        return format_retention(self.retention_seconds)
+
+
+class RetentionPolicy(BaseModel):
+    """A user's own retention defaults; ``None`` means "the global default" (settings)."""
+
+    retention: str | None = None
+    temporary_retention: str | None = None
+
+
+class PurgeReport(BaseModel):
+    """What :meth:`Store.purge_expired` deleted (or, with ``dry_run``, would delete)."""
+
+    conversations: int = 0
+    #: Of those, temporary conversations.
+    temporary: int = 0
+    messages: int = 0
+    batches: int = 0
+    dry_run: bool = False
 
 
 RoleName = Literal["user", "assistant", "system", "tool"]
@@ -493,6 +529,17 @@ def validate_metadata(value: Any, field: str = "metadata") -> dict[str, Any] | N
     if not isinstance(value, dict):
         raise ValidationError(field, "must be a JSON object")
     check_json(field, value)
+    return value
+
+
+# ------------------------------------------------------------------------- retention
+
+__all__ += ["format_retention", "normalize_retention", "parse_retention"]  # one rule, here too
+
+
+def validate_hold(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError("hold", "must be true or false")
     return value
 
 

@@ -21,8 +21,9 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -47,6 +48,9 @@ from convostore.db import (
 )
 from convostore.errors import ConflictError, UnavailableError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens
+from convostore.retention import parse_retention
+from convostore.schemas import PurgeReport
+from convostore.types import utcnow
 
 __all__ = ["AsyncStore", "Store"]
 
@@ -239,15 +243,35 @@ class _Base:
         auto_title: bool,
         token_counter: TokenCounter | None,
         stream_lease_seconds: float | None = None,
+        retention: str | None = None,
+        temporary_retention: str | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         configure_engine(engine)
         self._pg = engine.dialect.name == "postgresql"
+        settings = get_settings()
         self.config = StoreConfig(
-            max_content_length=max_content_length or get_settings().max_content_length,
+            max_content_length=max_content_length or settings.max_content_length,
             auto_title=auto_title,
             token_counter=token_counter or approximate_tokens,
-            search_config=get_settings().search_config,
-            stream_lease_seconds=stream_lease_seconds or get_settings().stream_lease_seconds,
+            search_config=settings.search_config,
+            stream_lease_seconds=stream_lease_seconds or settings.stream_lease_seconds,
+            retention=parse_retention(retention or settings.retention, "retention"),
+            temporary_retention=parse_retention(
+                temporary_retention or settings.temporary_retention, "temporary_retention"
+            ),
+            clock=clock or utcnow,
+        )
+
+    def _purge_plan(
+        self,
+        batch_size: int,
+        now: datetime | None,
+        dry_run: bool,
+        on_batch: Callable[[PurgeReport], None] | None,
+    ) -> Generator[_ops.PurgeStep, PurgeReport, PurgeReport]:
+        return _ops.purge_plan(
+            self.config, batch_size=batch_size, now=now, dry_run=dry_run, on_batch=on_batch
         )
 
 
@@ -262,6 +286,9 @@ class Store(_Base):
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
         stream_lease_seconds: float | None = None,
+        retention: str | None = None,
+        temporary_retention: str | None = None,
+        clock: Callable[[], datetime] | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if isinstance(url_or_engine, Engine):
@@ -274,8 +301,32 @@ class Store(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
             stream_lease_seconds=stream_lease_seconds,
+            retention=retention,
+            temporary_retention=temporary_retention,
+            clock=clock,
         )
         self._runner = _Runner(self.engine, self.config, sqlite_write_lock(self.engine))
+
+    def purge_expired(
+        self,
+        *,
+        batch_size: int = 1000,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[PurgeReport], None] | None = None,
+    ) -> PurgeReport:
+        """Delete every conversation expired at ``now`` (default: the store's clock) and
+        not on hold, with its messages, in batches of ``batch_size``, each its own short
+        transaction; a content-free tombstone records each one. Safe beside the app and
+        beside other purgers. ``dry_run`` only counts; ``on_batch(total)`` after each batch.
+        """
+        plan = self._purge_plan(batch_size, now, dry_run, on_batch)
+        try:
+            op, kwargs = next(plan)
+            while True:
+                op, kwargs = plan.send(self._runner.call(op, **kwargs))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
@@ -318,6 +369,8 @@ class Store(_Base):
     fail_message = _sync(_ops.fail_message)
     interrupt_message = _sync(_ops.interrupt_message)
     read_stream = _sync(_ops.read_stream)
+    get_retention_policy = _sync(_ops.get_retention_policy)
+    set_retention_policy = _sync(_ops.set_retention_policy)
 
 
 class AsyncStore(_Base):
@@ -331,6 +384,9 @@ class AsyncStore(_Base):
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
         stream_lease_seconds: float | None = None,
+        retention: str | None = None,
+        temporary_retention: str | None = None,
+        clock: Callable[[], datetime] | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if isinstance(url_or_engine, AsyncEngine):
@@ -344,6 +400,9 @@ class AsyncStore(_Base):
             auto_title=auto_title,
             token_counter=token_counter,
             stream_lease_seconds=stream_lease_seconds,
+            retention=retention,
+            temporary_retention=temporary_retention,
+            clock=clock,
         )
         self._connected = False
         # SQLite has no network to wait on: aiosqlite would hop to its thread for every
@@ -358,6 +417,9 @@ class AsyncStore(_Base):
                 auto_title=auto_title,
                 token_counter=token_counter,
                 stream_lease_seconds=stream_lease_seconds,
+                retention=retention,
+                temporary_retention=temporary_retention,
+                clock=clock,
                 **engine_kwargs,
             )
         # Everything else runs the sync path on the async engine's sync facade, in one
@@ -406,6 +468,23 @@ class AsyncStore(_Base):
         # One greenlet for the whole call (checkout, statements, return to the pool), where
         # AsyncConnection would spawn one for each of the three.
         return await greenlet_spawn(lambda: self._runner.call(op, *args, **kwargs))
+
+    async def purge_expired(
+        self,
+        *,
+        batch_size: int = 1000,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[PurgeReport], None] | None = None,
+    ) -> PurgeReport:
+        """:meth:`Store.purge_expired`, awaited (each batch its own transaction)."""
+        plan = self._purge_plan(batch_size, now, dry_run, on_batch)
+        try:
+            op, kwargs = next(plan)
+            while True:
+                op, kwargs = plan.send(await self._call(op, **kwargs))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
@@ -465,3 +544,5 @@ class AsyncStore(_Base):
     fail_message = _async(_ops.fail_message)
     interrupt_message = _async(_ops.interrupt_message)
     read_stream = _async(_ops.read_stream)
+    get_retention_policy = _async(_ops.get_retention_policy)
+    set_retention_policy = _async(_ops.set_retention_policy)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from convostore.cli import browse, db, keys, serve, transfer
+from convostore.cli import browse, db, keys, purge, serve, transfer
 
 app = typer.Typer(
     name="convostore",
@@ -26,6 +26,7 @@ app.command()(browse.search)
 app.command()(transfer.export)
 app.command("import")(transfer.import_)
 app.command()(transfer.stats)
+app.command()(purge.purge)
 
 
 def main() -> None:

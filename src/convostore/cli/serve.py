@@ -36,6 +36,16 @@ def serve(
         bool, typer.Option("--reload", help="Restart on code changes (development only).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    purge_every: Annotated[
+        int | None,
+        typer.Option(
+            "--purge-every",
+            min=1,
+            metavar="MINUTES",
+            help="Purge expired conversations in the background every MINUTES "
+            "(CONVOSTORE_PURGE_EVERY).",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Run the REST API (FastAPI on uvicorn). Needs JWT_SECRET_KEY or CONVOSTORE_JWKS_URL,
@@ -48,6 +58,9 @@ def serve(
 
         if database_url:
             os.environ["DATABASE_URL"] = database_url
+        if purge_every is not None:
+            # Workers and the reloader are child processes: they read it from the environment.
+            os.environ["CONVOSTORE_PURGE_EVERY"] = str(purge_every)
         settings = Settings()
         check_algorithm(settings.jwt_algorithm)
         generated: str | None = None

@@ -10,6 +10,8 @@ for local use.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +28,8 @@ from convostore.server.routes import api_router
 from convostore.store import AsyncStore
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("convostore.purge")
 
 DESCRIPTION = """\
 The conversation database behind a stateless AI chat endpoint.
@@ -52,16 +56,20 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if store is not None:
-            yield
+            async with _purging(store, settings.purge_every):
+                yield
             return
         opened = AsyncStore(
             settings.database_url,
             max_content_length=settings.max_content_length,
             stream_lease_seconds=settings.stream_lease_seconds,
+            retention=settings.retention,
+            temporary_retention=settings.temporary_retention,
         )
         app.state.store = opened
         try:
-            yield
+            async with _purging(opened, settings.purge_every):
+                yield
         finally:
             app.state.store = None
             await opened.aclose()
@@ -87,3 +95,40 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
     app.state.allowed_methods = method_table(app)
     app.state.query_params = query_table(app)
     return app
+
+
+async def purge_forever(store: AsyncStore, minutes: float) -> None:
+    """Purge expired conversations every ``minutes`` (``serve --purge-every``).
+
+    A failed run is logged and retried at the next tick; several workers (or servers)
+    doing this at once is safe: each batch skips the rows another purger holds.
+    """
+    while True:
+        await asyncio.sleep(minutes * 60)
+        try:
+            report = await store.purge_expired()
+        except Exception:  # never let one bad run stop the loop (or the server)
+            log.exception("background purge failed")
+            continue
+        if report.conversations:
+            log.info(
+                "purged %d expired conversations (%d messages)",
+                report.conversations,
+                report.messages,
+            )
+
+
+@asynccontextmanager
+async def _purging(store: AsyncStore, minutes: float | None) -> AsyncIterator[None]:
+    if not minutes:
+        yield
+        return
+    task = asyncio.create_task(purge_forever(store, minutes), name="convostore-purge")
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass

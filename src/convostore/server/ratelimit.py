@@ -1,6 +1,6 @@
 """Rate limits per user and per API key, reads and writes counted apart.
 
-    CONVOSTORE_RATE_LIMIT_USER_WRITES=120/minute     # "N/second|minute|hour|day"; "" = off
+    CONVOSTORE_RATE_LIMIT_USER_WRITES=1200/minute    # "N/second|minute|hour|day"; "" = off
 
 Counted with the `limits` library's moving window (no burst of twice the limit at a window
 edge). A request over its limit is a 429 with ``Retry-After`` before its route runs, so

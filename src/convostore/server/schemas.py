@@ -21,6 +21,7 @@ from convostore.schemas import (
     MessageCreate,
     MessagePublic,
     Page,
+    RetentionPolicy,
     SearchHit,
 )
 
@@ -36,9 +37,16 @@ __all__ = [
     "MessageBatch",
     "MessageList",
     "MessagesDeleted",
+    "RetentionPolicyUpdate",
     "Status",
     "UserDeleted",
 ]
+
+
+_RETENTION_HELP = (
+    'How long it lives after its last activity: "30d", "12h", "90m", "2w", or "none" '
+    "(never expires)."
+)
 
 
 class ConversationCreate(BaseModel):
@@ -66,17 +74,57 @@ class ConversationCreate(BaseModel):
         description="Your own id for this conversation, unique per user (409 if taken).",
     )
     messages: list[MessageCreate] = Field(default_factory=list, max_length=MAX_BATCH)
+    temporary: bool = Field(
+        default=False,
+        strict=True,
+        description="A temporary chat: it lives by the (shorter) temporary policy, "
+        "`CONVOSTORE_TEMPORARY_RETENTION` (default 24h) unless `retention` is given.",
+    )
+    retention: str | None = Field(
+        default=None,
+        max_length=32,
+        description=_RETENTION_HELP + " Left out: your policy, else the server's default.",
+        examples=["30d"],
+    )
 
 
 class ConversationUpdate(BaseModel):
-    """Fields to change; a field left out is unchanged, ``null`` clears it."""
+    """Fields to change; a field left out is unchanged, ``null`` clears it (``hold`` and
+    ``retention`` cannot be null: ``false``, ``"none"``)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"title": "Renamed"}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"title": "Renamed"}, {"hold": True}]},
     )
 
     title: str | None = Field(default=None, max_length=MAX_TITLE_LENGTH)
     metadata: dict[str, Any] | None = None
+    hold: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Keep the conversation past its expiry (pin, legal hold).",
+    )
+    retention: str | None = Field(
+        default=None,
+        max_length=32,
+        description=_RETENTION_HELP + " Counted from the last activity.",
+        examples=["7d", "none"],
+    )
+
+
+class RetentionPolicyUpdate(RetentionPolicy):
+    """Your defaults for new conversations; a field left out is unchanged, ``null`` goes
+    back to the server's default."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"retention": "30d", "temporary_retention": "1h"}]},
+    )
+
+    retention: str | None = Field(default=None, max_length=32, description=_RETENTION_HELP)
+    temporary_retention: str | None = Field(
+        default=None, max_length=32, description="The same, for temporary conversations."
+    )
 
 
 class MessageBatch(BaseModel):

@@ -1,7 +1,7 @@
 """API keys for the REST service: ``convostore_api_keys`` (only SHA-256 hashes of keys).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision: str = "0006"
 # Written beside 0004/0005 (other issues); re-chained after them when merged.
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

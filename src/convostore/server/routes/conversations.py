@@ -40,6 +40,8 @@ async def create_conversation(
     """Start a conversation, optionally with a title, metadata and initial messages.
 
     Without a title, the first line of the first user message becomes the title.
+    `temporary: true` makes a temporary chat (its own, shorter retention); `retention`
+    gives it a policy of its own. Past `expires_at` it is gone (404) unless on `hold`.
     """
     return await store.create_conversation(
         user,
@@ -47,6 +49,8 @@ async def create_conversation(
         metadata=body.metadata,
         messages=body.messages,
         external_id=body.external_id,
+        temporary=body.temporary,
+        retention=body.retention,
     )
 
 
@@ -80,7 +84,8 @@ async def get_conversation(
 async def update_conversation(
     conversation_id: ConversationId, body: ConversationUpdate, user: CurrentUser, store: StoreDep
 ) -> ConversationPublic:
-    """Rename and/or replace the metadata. Fields left out are unchanged; ``null`` clears."""
+    """Rename, replace the metadata, set or clear the `hold`, or change the `retention`
+    policy (`"none"`: never expires). Fields left out are unchanged; ``null`` clears."""
     changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     return await store.update_conversation(user, conversation_id, **changes)
 
