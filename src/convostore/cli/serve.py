@@ -60,7 +60,7 @@ def serve(
             os.environ["JWT_SECRET_KEY"] = generated
         else:
             check_secret(settings.jwt_secret_key.get_secret_value(), settings.jwt_algorithm)
-        _prepare_database(settings.database_url, migrate)
+        _prepare_database(settings.database_url, migrate, settings.database_direct_url)
     url = f"http://{host}:{port}"
     console.print(f"convostore serving [bold]{url}[/bold]  (API docs: {url}/docs)")
     if generated is not None:
@@ -84,12 +84,14 @@ def serve(
     )
 
 
-def _prepare_database(url: str, migrate: bool) -> None:
-    """Migrate once, here, before any worker starts; otherwise warn if not at head."""
+def _prepare_database(url: str, migrate: bool, direct_url: str | None = None) -> None:
+    """Migrate once, here, before any worker starts; otherwise warn if not at head.
+
+    Migrations take ``direct_url`` (DATABASE_DIRECT_URL) when set: never a pooler."""
     from convostore import migrate as migrations
     from convostore.db import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(direct_url or url if migrate else url)
     try:
         if migrate:
             migrations.upgrade(engine)

@@ -53,7 +53,13 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
         if store is not None:
             yield
             return
-        opened = AsyncStore(settings.database_url, max_content_length=settings.max_content_length)
+        opened = AsyncStore(
+            settings.database_url,
+            read_urls=settings.database_read_urls,
+            direct_url=settings.database_direct_url,
+            replica_wait_timeout=settings.replica_wait_timeout,
+            max_content_length=settings.max_content_length,
+        )
         app.state.store = opened
         try:
             yield
