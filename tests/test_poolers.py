@@ -8,6 +8,7 @@ backend (tests/conftest.py); this file covers what those suites cannot show.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 
@@ -176,3 +177,20 @@ def db_url_pooled(pg_url: str, pgbouncer_port: int) -> str:
 
     _truncate_pg(pg_url)
     return pooled_url(pg_url, pgbouncer_port)
+
+
+def test_the_scaling_guide_documents_the_real_settings() -> None:
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[1] / "docs" / "scaling.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", guide, flags=re.M))
+    known = {
+        str(alias)
+        for name, info in Settings.model_fields.items()
+        for alias in (
+            info.validation_alias.choices
+            if hasattr(info.validation_alias, "choices")
+            else [info.validation_alias or name]
+        )
+    }
+    assert documented and documented <= known, documented - known
