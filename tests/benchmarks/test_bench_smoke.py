@@ -262,3 +262,21 @@ async def test_scale_run_in_tiny_steps(bench_db: Database, tmp_path: Path) -> No
         assert all(text.startswith("Limit") for text in plans["postgresql"].values())
     plot(points, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.postgres
+async def test_scale_out_run_in_tiny_mode() -> None:
+    from benchmarks.scaleout import LABEL, POOLED, REPLICA, WORKLOADS, run_scale_out
+
+    measurements, notes = await run_scale_out(PLAN, log=lambda _: None)
+    assert notes == []
+    subjects = {"raw psycopg", "convostore", POOLED, REPLICA}
+    assert {(m.workload, m.subject) for m in measurements} == {
+        (w, s) for w in WORKLOADS for s in subjects
+    }
+    assert all(m.error is None and m.samples_ns and m.backend == LABEL for m in measurements)
+    rows = summarize(measurements)
+    assert {r.status for r in rows if r.subject in (POOLED, REPLICA)} <= {
+        r.status for r in rows if r.status.endswith("x direct convostore")
+    }
+    assert parse_args(["--backend", "scale-out"]).backend == "scale-out"
