@@ -144,6 +144,24 @@ def test_the_cli_migrates_through_database_direct_url(
 
 @pytest.mark.postgres
 @pytest.mark.pgbouncer
+def test_serve_migrate_takes_the_direct_url(
+    pg_database: Callable[[str], str], pgbouncer_port: int
+) -> None:
+    from convostore.cli.serve import _prepare_database
+
+    direct = pg_database("pooler_serve")
+    pooled = pooled_url(direct, pgbouncer_port)
+    with pytest.raises(ConfigurationError, match="DATABASE_DIRECT_URL"):
+        _prepare_database(pooled, True)
+    _prepare_database(pooled, True, direct)
+    engine = make_engine(pooled)
+    assert current(engine) == head()
+    engine.dispose()
+    _prepare_database(pooled, False)  # only reads the revision: through the pooler is fine
+
+
+@pytest.mark.postgres
+@pytest.mark.pgbouncer
 def test_concurrent_writers_share_fewer_server_connections(
     db_url_pooled: str, pgbouncer_port: int
 ) -> None:
