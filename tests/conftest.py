@@ -41,7 +41,7 @@ POOLED = pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbo
 #: The backends that are PostgreSQL underneath.
 PG_BACKENDS = frozenset({"postgresql", "pgbouncer"})
 #: Test files (and folders) whose ``backend`` also includes ``pgbouncer``: the store, its
-#: concurrent writers, the REST API and the framework adapters (~45 s of the run).
+#: concurrent writers, the REST API and the framework adapters (~1 min of the run).
 POOLED_SUITES = ("test_store.py", "test_store_concurrency.py", "server/", "adapters/")
 _TESTS = Path(__file__).parent
 
