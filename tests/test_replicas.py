@@ -147,6 +147,8 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(kind: str, clus
         conv = await store.create_conversation("alice", title="trip")
         await store.append_messages("alice", conv.id, [MSG, {**MSG, "role": "assistant"}])
         assert on_primary.writes() and not on_replica.writes()
+        # The write marks are statements like any other: visible to engine events.
+        assert sum("pg_current_wal_insert_lsn" in s for s in on_primary.sql) == 2
 
         cluster.caught_up()
         on_primary.clear()
