@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install convostore with every extra and the dev tools
 
-postgres: ## Start (or install) the local PostgreSQL the tests use
+postgres: ## Start (or install) the local PostgreSQL the tests use, and install PgBouncer
 	@bash scripts/ensure-postgres.sh
+	@bash scripts/ensure-pgbouncer.sh
 
 run: setup ## Migrate the embedded SQLite database and serve the REST API on http://$(HOST):$(PORT)
 	$(BIN)/convostore serve --migrate --host $(HOST) --port $(PORT) $(if $(JWT_SECRET_KEY),,--dev)

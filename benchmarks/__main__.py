@@ -1,5 +1,8 @@
-"""``python -m benchmarks [--backend B|all] [--quick] [--scale|--search|--streaming]
-[--out DIR]``."""
+"""``python -m benchmarks [--backend sqlite|postgresql|scale-out|all] [--quick]
+[--scale|--search|--streaming] [--out DIR]``.
+
+``scale-out``: W4/W5/W7 through PgBouncer and from a streaming replica next to direct
+(``benchmarks/scaleout.py``); ``all`` runs it after the two databases."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser.add_argument("--backend", choices=[*BACKENDS, "scale-out", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a few minutes)")
     parser.add_argument(
         "--scale", action="store_true", help="grow to 1M rows and show W4/W5 stay flat (+ plot)"
@@ -45,7 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    backends: list[Backend] = list(BACKENDS) if args.backend == "all" else [args.backend]
+    scale_out = args.backend in ("scale-out", "all")
+    backends: list[Backend] = (
+        list(BACKENDS)
+        if args.backend == "all"
+        else []
+        if args.backend == "scale-out"
+        else [args.backend]
+    )
     if args.search:
         from benchmarks.search import main_search
 
@@ -65,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = Plan.quick() if args.quick else Plan()
     rows = main_run(
-        backends, plan, args.out, quick=args.quick, alternatives=not args.no_alternatives
+        backends,
+        plan,
+        args.out,
+        quick=args.quick,
+        alternatives=not args.no_alternatives,
+        scale_out=scale_out,
     )
     wrong = [r for r in rows if "WRONG" in r.status]
     return 1 if wrong else 0

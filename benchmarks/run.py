@@ -93,7 +93,13 @@ def pg_version() -> str | None:
 
 
 def main_run(
-    backends: list[Backend], plan: Plan, out_dir: Path, *, quick: bool, alternatives: bool = True
+    backends: list[Backend],
+    plan: Plan,
+    out_dir: Path,
+    *,
+    quick: bool,
+    alternatives: bool = True,
+    scale_out: bool = False,
 ) -> list[report.Row]:
     """The normal run: every backend, the table, the result files."""
     console = Console()
@@ -106,11 +112,17 @@ def main_run(
             )
             measurements.extend(ms)
             notes.extend(ns)
+    if scale_out:
+        from benchmarks.scaleout import run_or_note
+
+        ms, ns = run_or_note(plan, console.log)
+        measurements.extend(ms)
+        notes.extend(ns)
     rows = report.summarize(measurements)
     report.print_table(rows, console)
     for n in notes:
         console.print(n)
-    info = report.machine(pg_version() if "postgresql" in backends else None)
+    info = report.machine(pg_version() if "postgresql" in backends or scale_out else None)
     extra: dict[str, Any] = {"plan": asdict(plan), "quick": quick, "notes": notes}
     json_path, md_path = report.write_results(out_dir, "results", rows, info, extra)
     console.print(f"results written to {json_path} and {md_path}")

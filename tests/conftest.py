@@ -4,7 +4,14 @@ Each test gets an isolated state: SQLite tests get a fresh copy of a migrated da
 file; PostgreSQL tests share one migrated database (``convostore_test_<pid>``, so two
 test runs on one server never touch each other's data) that is truncated before each
 test. Set ``CONVOSTORE_TEST_PG_URL`` to point at another server. With ``CI=true`` an
-unreachable PostgreSQL fails the run instead of skipping its tests.
+unreachable PostgreSQL (or a missing PgBouncer) fails the run instead of skipping.
+
+Backends: ``sqlite``, ``postgresql`` and, for the suites in :data:`POOLED_SUITES`,
+``pgbouncer``: the same PostgreSQL database reached through a PgBouncer in transaction
+mode that the session starts itself (``tests/pgbouncer.py``), with a pool smaller than
+the concurrency tests' writers. The parametrisation is made here, in one place
+(:func:`pytest_generate_tests`), so a suite runs through the pooler exactly as it runs
+direct.
 """
 
 from __future__ import annotations
@@ -30,6 +37,32 @@ PG_TEST_DB = "convostore_test"
 _CREATED: list[str] = []
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+POOLED = pytest.param("pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer])
+#: The backends that are PostgreSQL underneath.
+PG_BACKENDS = frozenset({"postgresql", "pgbouncer"})
+#: Test files (and folders) whose ``backend`` also includes ``pgbouncer``: the store, its
+#: concurrent writers, the REST API and the framework adapters (~1 min of the run).
+POOLED_SUITES = ("test_store.py", "test_store_concurrency.py", "server/", "adapters/")
+_TESTS = Path(__file__).parent
+
+
+def _is_pooled_suite(path: Path) -> bool:
+    relative = path.relative_to(_TESTS).as_posix()
+    return any(relative.startswith(s) if s.endswith("/") else relative == s for s in POOLED_SUITES)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` (unless the test does it itself) over the backends."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "backend" in names:
+            return
+    pooled = _is_pooled_suite(Path(metafunc.definition.path))
+    metafunc.parametrize("backend", [*BACKENDS, POOLED] if pooled else BACKENDS, indirect=True)
 
 
 def _pg_unavailable(reason: str) -> None:
@@ -115,9 +148,28 @@ def _truncate_pg(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrised by :func:`pytest_generate_tests` (or a test's own parametrize)."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_port() -> Iterator[int]:
+    """A PgBouncer in transaction mode in front of the test server, for the session."""
+    from tests.pgbouncer import running_pgbouncer
+
+    server = make_url(PG_SERVER_URL)
+    with running_pgbouncer(
+        server.host or "127.0.0.1", server.port or 5432, server.username or "postgres"
+    ) as port:
+        yield port
+
+
+def pooled_url(url: str, port: int) -> str:
+    """``url`` through the PgBouncer on ``port``, flagged ``?pgbouncer=true``."""
+    pooled = make_url(url).set(host="127.0.0.1", port=port)
+    return pooled.update_query_dict({"pgbouncer": "true"}).render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -130,6 +182,8 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_url")
     _truncate_pg(url)
+    if backend == "pgbouncer":
+        return pooled_url(url, request.getfixturevalue("pgbouncer_port"))
     return url
 
 

@@ -23,10 +23,13 @@ from tests.conftest import IN_CI
 from tests.realserver import free_port
 
 _SUDO = [] if os.geteuid() == 0 else ["sudo", "-n"]
+_AS_POSTGRES = (
+    ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else ["sudo", "-n", "-u", "postgres"]
+)
 
 
-def _run(*command: str) -> None:
-    done = subprocess.run([*_SUDO, *command], capture_output=True, text=True, timeout=120)
+def _run(*command: str, prefix: list[str] = _SUDO) -> None:
+    done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
 
@@ -60,21 +63,34 @@ class Cluster:
         """A fast restart: sessions are terminated, the server is back when this returns."""
         self._ctl("restart", "-m", "fast")
 
+    def stop(self) -> None:
+        """A fast shutdown: sessions are terminated, the port refuses connections."""
+        self._ctl("stop", "-m", "fast")
+
+    def start(self) -> None:
+        self._ctl("start")
+
     def crash_and_start(self) -> None:
         """``stop -m immediate`` (no checkpoint: crash recovery on start), then start."""
         self._ctl("stop", "-m", "immediate")
         self._ctl("start")
 
 
-@contextmanager
-def own_cluster() -> Iterator[Cluster]:
-    """Create, start, yield and finally drop a cluster of this test's own."""
+def _require_version() -> str:
     version = _version()
     if version is None or (_SUDO and shutil.which("sudo") is None):
         message = "a cluster of the test's own needs pg_createcluster (and root or sudo)"
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    assert version is not None
+    return version
+
+
+@contextmanager
+def own_cluster() -> Iterator[Cluster]:
+    """Create, start, yield and finally drop a cluster of this test's own."""
+    version = _require_version()
     cluster = Cluster(version, f"convostore_{uuid.uuid4().hex[:8]}", free_port())
     _run(
         "pg_createcluster", "--start", "--start-conf", "manual", "-p", str(cluster.port),
@@ -84,3 +100,30 @@ def own_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         _run("pg_dropcluster", "--stop", version, cluster.name)
+
+
+@contextmanager
+def own_replica(primary: Cluster) -> Iterator[Cluster]:
+    """A hot standby of ``primary`` streaming from it: a new cluster whose data directory
+    is replaced by ``pg_basebackup -R`` (which writes ``primary_conninfo`` and
+    ``standby.signal``), started on a port of its own; dropped on exit. PostgreSQL's
+    defaults (``wal_level = replica``, ``max_wal_senders = 10``) and the trust rule for
+    replication connections from 127.0.0.1 are all the primary needs."""
+    version = primary.version
+    replica = Cluster(version, f"convostore_{uuid.uuid4().hex[:8]}", free_port())
+    _run(
+        "pg_createcluster", "--start-conf", "manual", "-p", str(replica.port),
+        version, replica.name, "--", "--auth-host=trust", "--auth-local=trust",
+    )  # fmt: skip
+    try:
+        data = f"/var/lib/postgresql/{version}/{replica.name}"
+        _run("find", data, "-mindepth", "1", "-delete")  # pg_basebackup wants it empty
+        _run(
+            f"/usr/lib/postgresql/{version}/bin/pg_basebackup", "-h", "127.0.0.1",
+            "-p", str(primary.port), "-U", "postgres", "-D", data, "-R", "-X", "stream",
+            "-c", "fast", prefix=_AS_POSTGRES,
+        )  # fmt: skip
+        replica.start()
+        yield replica
+    finally:
+        _run("pg_dropcluster", "--stop", version, replica.name)

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from convostore.config import uses_pooler
+
 STARTUP_TIMEOUT_S = 60.0
 CONVOSTORE = Path(sys.executable).parent / "convostore"
 
@@ -36,12 +38,15 @@ def running_server(
     args: Sequence[str] = (),
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """Serve ``database_url`` (migrated first) and yield the base URL; stopped on exit."""
+    """Serve ``database_url`` (migrated first, unless it goes through a pooler: the test
+    databases behind one are migrated already, and migrations need a direct URL) and
+    yield the base URL; stopped on exit."""
     port = free_port()
     full_env = {**os.environ, "JWT_SECRET_KEY": secret, **(env or {})}
     full_env.pop("DATABASE_URL", None)
     log_path = workdir / f"server-{port}.log"
-    command = [str(CONVOSTORE), "serve", "--migrate", "--port", str(port)]
+    migrate = [] if uses_pooler(database_url) else ["--migrate"]
+    command = [str(CONVOSTORE), "serve", *migrate, "--port", str(port)]
     command += ["--log-level", "warning", "--database-url", database_url, *args]
     with log_path.open("w") as log:
         proc = subprocess.Popen(

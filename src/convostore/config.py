@@ -8,10 +8,10 @@ psycopg 3 for PostgreSQL (sync and async), pysqlite/aiosqlite for SQLite.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -29,6 +29,33 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "CONVOSTORE_DATABASE_URL"),
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_DIRECT_URL", "CONVOSTORE_DATABASE_DIRECT_URL"),
+        description="A direct (unpooled) connection to the primary, for migrations when "
+        "DATABASE_URL goes through a transaction pooler (Neon's `DIRECT_URL`).",
+    )
+    database_read_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("DATABASE_READ_URL", "CONVOSTORE_DATABASE_READ_URL"),
+        description="Read replicas (comma-separated): pure reads go there, writes and "
+        "reads that must see this store's own recent writes go to the primary.",
+    )
+    pgbouncer: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        validation_alias="CONVOSTORE_PGBOUNCER",
+        description="`true`: every PostgreSQL URL goes through a transaction pooler (no "
+        "server-side prepared statements); `false`: none does; `auto`: a URL with "
+        "`?pgbouncer=true` or a Neon `-pooler.` / Supabase `pooler.supabase.com` host does.",
+    )
+    replica_wait_timeout: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        validation_alias="CONVOSTORE_REPLICA_WAIT_TIMEOUT",
+        description="Seconds a read may wait for a replica to replay the store's own "
+        "latest write for that user before it is sent to the primary instead.",
     )
     jwt_secret_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("JWT_SECRET_KEY", "CONVOSTORE_JWT_SECRET_KEY")
@@ -169,16 +196,74 @@ class Settings(BaseSettings):
         except ConvostoreError as exc:
             raise ValueError(exc.message) from None
 
-    @field_validator("users_table", "jwks_url", "jwt_issuer", "jwt_audience", mode="before")
+    @field_validator(
+        "users_table",
+        "jwks_url",
+        "jwt_issuer",
+        "jwt_audience",
+        "database_direct_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_read_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("pgbouncer", mode="before")
+    @classmethod
+    def _boolish(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false",
+                    "off": "false", "": "auto"}.get(lowered, lowered)  # fmt: skip
+        return value
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+#: The URL query flag that marks a pooled connection string (Prisma's and Neon's spelling).
+POOLER_FLAG = "pgbouncer"
+_TRUE = {"true", "1", "yes", "on"}
+
+
+def uses_pooler(url: str | URL, setting: str | None = None) -> bool:
+    """Whether ``url`` reaches PostgreSQL through a transaction-mode pooler (PgBouncer).
+
+    ``CONVOSTORE_PGBOUNCER`` decides when it is ``true`` or ``false``; on ``auto`` (the
+    default) the URL does: ``?pgbouncer=true`` (the flag Prisma and Neon document; it is
+    removed before the driver sees the URL), else a Neon pooled host (``ep-...-pooler.``)
+    or Supabase's pooler (``*.pooler.supabase.com``). A pooler cannot be recognised
+    from the server's side of the protocol (it forwards the server's own parameters),
+    so the URL has to say it.
+
+    >>> uses_pooler("postgresql://u@ep-x-pooler.eu-central-1.aws.neon.tech/db", "auto")
+    True
+    >>> uses_pooler("postgresql://u@db.example.com/db?pgbouncer=true", "false")
+    False
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return False
+    setting = setting if setting is not None else get_settings().pgbouncer
+    if setting in ("true", "false"):
+        return setting == "true"
+    flag = parsed.query.get(POOLER_FLAG)
+    if flag is not None:
+        return (flag if isinstance(flag, str) else flag[-1]).lower() in _TRUE
+    host = (parsed.host or "").lower()
+    return "-pooler." in host or host.endswith(".pooler.supabase.com")
 
 
 _PG_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "psycopg"}

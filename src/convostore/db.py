@@ -7,6 +7,13 @@ block the writer), a busy timeout (a writer waits for the lock instead of failin
 ``BEGIN IMMEDIATE``
 for write transactions, so two writers never both hold a read lock and deadlock on the
 upgrade to a write lock.
+
+PostgreSQL behind a transaction-mode pooler (PgBouncer, Neon's pooled URLs; see
+:func:`convostore.config.uses_pooler`) gets no server-side prepared statements: psycopg
+prepares a statement after its fifth run, and a pooler before PgBouncer 1.21 hands the
+next transaction a server connection that never saw it ("prepared statement ... does not
+exist"). Nothing else convostore does needs a session: autocommit is a client-side flag
+of the driver, and the migration lock is transaction-scoped.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convostore._ddl import MESSAGES_FTS, TITLES_FTS
-from convostore.config import get_settings, normalize_url
+from convostore.config import POOLER_FLAG, get_settings, normalize_url, uses_pooler
 from convostore.errors import ConfigurationError, require_extra
 
 __all__ = [
     "WRITE_OPTION",
     "configure_engine",
+    "is_pooled",
     "make_async_engine",
     "make_engine",
     "observed",
@@ -41,6 +49,7 @@ __all__ = [
 WRITE_OPTION = "convostore_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _CONFIGURED = "_convostore_configured"
+_POOLED = "_convostore_pooled"
 
 
 def _check_driver(url: URL) -> None:
@@ -80,6 +89,16 @@ def configure_engine(engine: Engine) -> Engine:
     setattr(engine, _CONFIGURED, True)
     if engine.dialect.name == "postgresql":
         event.listen(engine, "checkout", _replace_if_closed)
+        pooled = uses_pooler(engine.url)
+        setattr(engine, _POOLED, pooled)
+
+        @event.listens_for(engine, "do_connect")
+        def _pooler_arguments(_dialect: Any, _record: Any, _cargs: Any, cparams: Any) -> None:
+            # libpq rejects options it does not know: the flag is ours, not the driver's.
+            cparams.pop(POOLER_FLAG, None)
+            if pooled:
+                cparams["prepare_threshold"] = None
+
     if engine.dialect.name != "sqlite":
         return engine
     memory = engine.url.database in (None, "", ":memory:")
@@ -157,6 +176,12 @@ def _open_search_tables(cursor: Any) -> None:
             cursor.execute(f"SELECT 1 FROM {table} WHERE rowid = 0")
         except sqlite3.Error:  # not migrated (yet): nothing to open
             continue
+
+
+def is_pooled(engine: Engine) -> bool:
+    """Whether ``engine`` talks to PostgreSQL through a transaction pooler."""
+    configure_engine(engine)
+    return bool(getattr(engine, _POOLED, False))
 
 
 def _replace_if_closed(dbapi_connection: Any, record: Any, _proxy: Any) -> None:

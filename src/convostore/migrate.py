@@ -2,6 +2,11 @@
 
 convostore keeps its own version table (``convostore_alembic_version``) so that it can live
 in a host application's database beside the host's own Alembic history.
+
+Migrations never go through a transaction pooler (PgBouncer, Neon's pooled URL): DDL
+wants a connection of its own, for as long as it takes, and poolers in front of managed
+PostgreSQL (Neon, Supabase) are documented as unfit for it. With ``DATABASE_URL`` pooled,
+set ``DATABASE_DIRECT_URL`` to the direct connection string; :func:`migration_url` picks it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from sqlalchemy import CheckConstraint, MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from convostore import _ddl
-from convostore.db import WRITE_OPTION
+from convostore.config import get_settings, uses_pooler
+from convostore.db import WRITE_OPTION, is_pooled
+from convostore.errors import ConfigurationError
 from convostore.models import API_KEYS_TABLE, OWNS_USERS, USERS_TABLE, schema_metadata
 
 __all__ = [
@@ -31,6 +38,8 @@ __all__ = [
     "exclude_convostore",
     "head",
     "include_object",
+    "migration_url",
+    "refuse_pooler",
     "upgrade",
 ]
 
@@ -96,7 +105,33 @@ def head() -> str:
     return rev
 
 
+def migration_url(url: str | None = None) -> str:
+    """The URL to migrate: ``url`` if given, else ``DATABASE_DIRECT_URL`` if set, else
+    ``DATABASE_URL``; a pooled one is refused with ``ConfigurationError``."""
+    settings = get_settings()
+    chosen = url or settings.database_direct_url or settings.database_url
+    if uses_pooler(chosen):
+        raise _pooled_error()
+    return chosen
+
+
+def _pooled_error() -> ConfigurationError:
+    return ConfigurationError(
+        "migrations cannot run through a connection pooler (this URL goes through "
+        "PgBouncer/a pooled endpoint): set DATABASE_DIRECT_URL to a direct connection to "
+        "the primary (Neon: the connection string without -pooler), or pass a direct URL"
+    )
+
+
+def refuse_pooler(bind: Engine | Connection) -> None:
+    """Raise ``ConfigurationError`` naming DATABASE_DIRECT_URL if ``bind`` is pooled."""
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    if is_pooled(engine):
+        raise _pooled_error()
+
+
 def _run(conn: Connection, fn: Any, revision: str) -> None:
+    refuse_pooler(conn)
     if conn.dialect.name == "postgresql":
         # Several workers started with --migrate must not race: the first migrates,
         # the others wait here and then find nothing to do.

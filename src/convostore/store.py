@@ -8,6 +8,13 @@
         store.append_message("alice", conv.id, {"role": "user", "content": "Hi"})
         history = store.get_history("alice", conv.id, max_tokens=4000)
 
+Read replicas (``read_urls=``, ``DATABASE_READ_URL``) take the pure reads; writes go to the
+primary. After a write, the store remembers the primary's WAL position for that user, and
+that user's next reads through this store wait (up to ``replica_wait_timeout``) for the
+replica to have replayed it, else go to the primary: a store never shows a user the data
+from before their own write. A replica that is down, lagging or failing is skipped for
+the primary, never an error.
+
 Both classes expose the same methods, generated from the single implementation in
 :mod:`convostore._ops`; ``AsyncStore`` runs it on psycopg's async driver inside
 SQLAlchemy's greenlet bridge on PostgreSQL, and in a worker thread on SQLite. Every
@@ -19,9 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Generator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from types import TracebackType
@@ -33,12 +43,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 # SQLAlchemy's asyncio bridge (what AsyncConnection.run_sync runs on), used directly so
 # that one call costs one greenlet.
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from convostore import _ops
 from convostore import apikeys as _apikeys  # noqa: F401  (registers the API-key operations)
 from convostore._ops import MODES, Mode, StoreConfig, Tx
-from convostore.config import get_settings
+from convostore.config import get_settings, normalize_url
 from convostore.db import (
     WRITE_OPTION,
     configure_engine,
@@ -46,7 +56,12 @@ from convostore.db import (
     make_engine,
     sqlite_write_lock,
 )
-from convostore.errors import ConflictError, UnavailableError, ValidationError
+from convostore.errors import (
+    ConfigurationError,
+    ConflictError,
+    UnavailableError,
+    ValidationError,
+)
 from convostore.history import TokenCounter, approximate_tokens
 from convostore.retention import parse_retention
 from convostore.schemas import PurgeReport
@@ -130,6 +145,69 @@ class _Retry(Exception):
     """Internal: run the operation once more in a fresh transaction."""
 
 
+#: A replica that could not be reached is skipped (reads go to the primary) this long.
+REPLICA_RETRY_SECONDS = 5.0
+#: libpq's connect_timeout for replica URLs that set none: a dead host costs this, once.
+REPLICA_CONNECT_TIMEOUT_SECONDS = 3
+#: Users whose latest write position a store remembers (least recently written forgotten).
+TRACKED_WRITERS = 10_000
+#: "This user's latest write position is not known": their reads go to the primary.
+_UNKNOWN = 1 << 64
+_PRIMARY_LSN = "SELECT CAST(pg_current_wal_insert_lsn() AS text)"
+_REPLAY_LSN = "SELECT CAST(pg_last_wal_replay_lsn() AS text)"
+
+
+def _lsn(text: str | None) -> int | None:
+    """A ``pg_lsn`` as text (``16/B374D848``) as an integer; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def _user_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    user = args[0] if args else kwargs.get("user_id")
+    return user if isinstance(user, str) else None
+
+
+class _Replica:
+    """A read replica's engine, the newest replay position seen on it, and its back-off."""
+
+    __slots__ = ("down_until", "engine", "replayed")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.replayed = 0
+        self.down_until = 0.0
+
+
+class _WriteMarks:
+    """Read-your-writes bookkeeping: for each user, the primary's WAL insert position
+    read right after that user's latest write through this store. A replica that has
+    replayed up to it has that write (and everything before it)."""
+
+    def __init__(self, size: int = TRACKED_WRITERS) -> None:
+        self._marks: OrderedDict[str | None, int] = OrderedDict()
+        self._floor = 0  # the highest mark forgotten: applies to every user not remembered
+        self._size = size
+        self._lock = threading.Lock()
+
+    def needed(self, user: str | None) -> int:
+        return self._marks.get(user, self._floor)
+
+    def wrote(self, user: str | None, lsn: int) -> None:
+        with self._lock:
+            prior = self._marks.pop(user, 0)
+            # A later write's position bounds an earlier one whose position was not read.
+            self._marks[user] = lsn if prior == _UNKNOWN or lsn == _UNKNOWN else max(prior, lsn)
+            while len(self._marks) > self._size:
+                _, forgotten = self._marks.popitem(last=False)
+                if forgotten == _UNKNOWN:  # every remembered write came later: bounds it
+                    known = [m for m in self._marks.values() if m != _UNKNOWN]
+                    forgotten = max(known, default=_UNKNOWN)
+                self._floor = max(self._floor, forgotten)
+
+
 def _signature_without_tx(op: Callable[..., Any]) -> inspect.Signature:
     sig = inspect.signature(op)
     params = list(sig.parameters.values())
@@ -171,7 +249,14 @@ class _Runner:
     """
 
     def __init__(
-        self, engine: Engine, config: StoreConfig, write_lock: AbstractContextManager[Any] | None
+        self,
+        engine: Engine,
+        config: StoreConfig,
+        write_lock: AbstractContextManager[Any] | None,
+        *,
+        replicas: Sequence[Engine] = (),
+        replica_wait_timeout: float = 0.5,
+        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         pg = engine.dialect.name == "postgresql"
         self._engine = engine
@@ -185,17 +270,38 @@ class _Runner:
             name: not (mode is Mode.READ or (pg and mode is Mode.STATEMENT))
             for name, mode in MODES.items()
         }
+        # Replicas: reads are routed to them, writes leave a mark (see _WriteMarks).
+        self._replicas = [_Replica(r) for r in replicas]
+        self._marks = _WriteMarks() if replicas else None
+        self._routed = {name: bool(replicas) and mode is Mode.READ for name, mode in MODES.items()}
+        self._marking = {
+            name: bool(replicas) and mode is not Mode.READ for name, mode in MODES.items()
+        }
+        self._wait, self._sleep = replica_wait_timeout, sleep
+        self._turn = itertools.count()
 
     def call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-        transactional = self._transactional[op.__name__]
+        name = op.__name__
+        if self._routed[name]:
+            served, result = self._from_replica(op, args, kwargs)
+            if served:
+                return result  # type: ignore[no-any-return]
+        transactional, marking = self._transactional[name], self._marking[name]
         for attempt in range(_ATTEMPTS):
             try:
                 if transactional:
-                    with self._write_lock, self._writer.begin() as conn:
-                        return op(Tx(conn, self._pg, self._config), *args, **kwargs)
+                    with self._write_lock, self._writer.connect() as conn:
+                        with conn.begin():
+                            result = op(Tx(conn, self._pg, self._config), *args, **kwargs)
+                        if marking:
+                            self._mark(conn, args, kwargs)
+                        return result
                 with self._engine.connect() as conn:
                     if self._pg:
-                        return self._autocommit(conn, op, *args, **kwargs)
+                        result = self._autocommit(conn, op, *args, **kwargs)
+                        if marking:
+                            self._mark(conn, args, kwargs)
+                        return result
                     return op(Tx(conn, False, self._config), *args, **kwargs)
             except sa_exc.DBAPIError as exc:
                 translated = _translated(exc, may_retry=attempt < _ATTEMPTS - 1)
@@ -231,6 +337,108 @@ class _Runner:
                 except Exception:  # a broken connection: never back into the pool
                     conn.invalidate()
 
+    def _mark(self, conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Remember where the primary's WAL is now, after this user's committed write.
+
+        One extra statement per write, only on a store with replicas. The write is
+        already committed: if the position cannot be read, the call still succeeds and
+        the user's reads go to the primary until their next write.
+        """
+        assert self._marks is not None
+        try:
+            lsn = self._autocommit(conn, _primary_lsn)
+        except sa_exc.DBAPIError as exc:
+            log.warning("WAL position after a write unknown (%s): reading from the primary", exc)
+            lsn = _UNKNOWN
+        self._marks.wrote(_user_of(args, kwargs), lsn)
+
+    def _pick(self) -> _Replica | None:
+        """The next replica in turn that is not backing off, or ``None``."""
+        count, now = len(self._replicas), time.monotonic()
+        start = next(self._turn)
+        for i in range(count):
+            replica = self._replicas[(start + i) % count]
+            if replica.down_until <= now:
+                return replica
+        return None
+
+    def _from_replica(
+        self, op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """``(True, result)`` if a replica answered; ``(False, None)``: ask the primary."""
+        assert self._marks is not None
+        need = self._marks.needed(_user_of(args, kwargs))
+        replica = self._pick() if need != _UNKNOWN else None
+        if replica is None:
+            return False, None
+
+        def read(tx: Tx) -> tuple[bool, Any]:
+            if need > replica.replayed and not self._caught_up(tx.conn, replica, need):
+                return False, None
+            return True, op(tx, *args, **kwargs)
+
+        try:
+            conn = replica.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            self._back_off(replica, exc)
+            return False, None
+        try:
+            with conn:
+                return self._autocommit(conn, read)
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._back_off(replica, exc)
+            else:  # e.g. a query cancelled by a conflict with recovery
+                log.warning("replica read failed, reading from the primary: %s", exc.orig)
+            return False, None
+
+    def _caught_up(self, conn: Connection, replica: _Replica, need: int) -> bool:
+        """Whether the replica replays up to ``need`` within the wait timeout."""
+        deadline, delay = time.monotonic() + self._wait, 0.001
+        while True:
+            replayed = _lsn(conn.exec_driver_sql(_REPLAY_LSN).scalar())
+            if replayed is None:  # not a standby: it cannot show that it has the write
+                return False
+            if replayed > replica.replayed:
+                replica.replayed = replayed
+            if replayed >= need:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.debug("replica behind the user's last write: reading from the primary")
+                return False
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.02)
+
+    def _back_off(self, replica: _Replica, exc: sa_exc.DBAPIError) -> None:
+        replica.down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+        log.warning(
+            "read replica unavailable, reads go to the primary for %.0f s: %s",
+            REPLICA_RETRY_SECONDS,
+            exc.orig,
+        )
+
+
+def _primary_lsn(tx: Tx) -> int:
+    lsn = _lsn(tx.conn.exec_driver_sql(_PRIMARY_LSN).scalar())
+    assert lsn is not None
+    return lsn
+
+
+def _greenlet_sleep(seconds: float) -> None:
+    """``asyncio.sleep`` from the sync code AsyncStore runs in its greenlet: the event
+    loop goes on serving other requests while a read waits for a replica."""
+    await_only(asyncio.sleep(seconds))
+
+
+def _replica_url(url: str | URL, *, is_async: bool) -> URL:
+    parsed = normalize_url(url, is_async=is_async)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError("DATABASE_READ_URL: read replicas must be PostgreSQL servers")
+    if "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(REPLICA_CONNECT_TIMEOUT_SECONDS)})
+    return parsed
+
 
 class _Base:
     """Configuration shared by both stores (no I/O here)."""
@@ -250,6 +458,7 @@ class _Base:
         configure_engine(engine)
         self._pg = engine.dialect.name == "postgresql"
         settings = get_settings()
+        self._own_replicas: list[Any] = []
         self.config = StoreConfig(
             max_content_length=max_content_length or settings.max_content_length,
             auto_title=auto_title,
@@ -274,6 +483,31 @@ class _Base:
             self.config, batch_size=batch_size, now=now, dry_run=dry_run, on_batch=on_batch
         )
 
+    def _scale_out(
+        self,
+        from_environment: bool,
+        read_urls: Sequence[Any] | None,
+        direct_url: str | URL | None,
+        replica_wait_timeout: float | None,
+    ) -> tuple[list[Any], str | URL | None, float]:
+        """Replicas, direct URL and wait timeout: as given, else (for a store built from
+        ``DATABASE_URL``) from the settings."""
+        settings = get_settings()
+        if read_urls is None and from_environment:
+            read_urls = settings.database_read_urls
+        if direct_url is None and from_environment:
+            direct_url = settings.database_direct_url
+        wait = (
+            settings.replica_wait_timeout if replica_wait_timeout is None else replica_wait_timeout
+        )
+        if wait < 0:
+            raise ConfigurationError("replica_wait_timeout must be >= 0 seconds")
+        if read_urls and not self._pg:
+            raise ConfigurationError(
+                "DATABASE_READ_URL: read replicas need a PostgreSQL primary (DATABASE_URL)"
+            )
+        return list(read_urls or ()), direct_url, wait
+
 
 class Store(_Base):
     """The synchronous store. Give it a URL (default: ``DATABASE_URL``) or your own engine."""
@@ -282,6 +516,9 @@ class Store(_Base):
         self,
         url_or_engine: str | URL | Engine | None = None,
         *,
+        read_urls: Sequence[str | URL | Engine] | None = None,
+        direct_url: str | URL | None = None,
+        replica_wait_timeout: float | None = None,
         max_content_length: int | None = None,
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
@@ -291,6 +528,9 @@ class Store(_Base):
         clock: Callable[[], datetime] | None = None,
         **engine_kwargs: Any,
     ) -> None:
+        """``read_urls``: read replicas (default, for a store built from the environment:
+        ``DATABASE_READ_URL``); ``direct_url``: where :meth:`migrate` connects when the
+        main URL goes through a pooler (``DATABASE_DIRECT_URL``)."""
         if isinstance(url_or_engine, Engine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
@@ -305,7 +545,27 @@ class Store(_Base):
             temporary_retention=temporary_retention,
             clock=clock,
         )
-        self._runner = _Runner(self.engine, self.config, sqlite_write_lock(self.engine))
+        replicas, self._direct_url, wait = self._scale_out(
+            url_or_engine is None, read_urls, direct_url, replica_wait_timeout
+        )
+        read_engines: list[Engine] = []
+        for replica in replicas:
+            if isinstance(replica, Engine):
+                read_engines.append(configure_engine(replica))
+            else:
+                read_engines.append(
+                    make_engine(_replica_url(replica, is_async=False), **engine_kwargs)
+                )
+                self._own_replicas.append(read_engines[-1])
+        #: The read replicas' engines (empty: every call goes to ``engine``).
+        self.read_engines: tuple[Engine, ...] = tuple(read_engines)
+        self._runner = _Runner(
+            self.engine,
+            self.config,
+            sqlite_write_lock(self.engine),
+            replicas=read_engines,
+            replica_wait_timeout=wait,
+        )
 
     def purge_expired(
         self,
@@ -329,13 +589,23 @@ class Store(_Base):
             return done.value  # type: ignore[no-any-return]
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` with the shipped Alembic migrations."""
+        """Bring the schema to ``revision`` with the shipped Alembic migrations (on the
+        direct URL if the store has one: never through a pooler)."""
         from convostore.migrate import upgrade
 
-        upgrade(self.engine, revision)
+        if self._direct_url is None:
+            upgrade(self.engine, revision)
+            return
+        direct = make_engine(self._direct_url)
+        try:
+            upgrade(direct, revision)
+        finally:
+            direct.dispose()
 
     def close(self) -> None:
-        """Release the connection pool (only if this store created the engine)."""
+        """Release the connection pools (only those this store created)."""
+        for replica in self._own_replicas:
+            replica.dispose()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -380,6 +650,9 @@ class AsyncStore(_Base):
         self,
         url_or_engine: str | URL | AsyncEngine | None = None,
         *,
+        read_urls: Sequence[str | URL | AsyncEngine] | None = None,
+        direct_url: str | URL | None = None,
+        replica_wait_timeout: float | None = None,
         max_content_length: int | None = None,
         auto_title: bool = True,
         token_counter: TokenCounter | None = None,
@@ -389,6 +662,7 @@ class AsyncStore(_Base):
         clock: Callable[[], datetime] | None = None,
         **engine_kwargs: Any,
     ) -> None:
+        """The same arguments as :class:`Store`; replicas are async engines or URLs."""
         if isinstance(url_or_engine, AsyncEngine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
@@ -422,10 +696,31 @@ class AsyncStore(_Base):
                 clock=clock,
                 **engine_kwargs,
             )
+        replicas, self._direct_url, wait = self._scale_out(
+            url_or_engine is None, read_urls, direct_url, replica_wait_timeout
+        )
+        read_engines: list[AsyncEngine] = []
+        for replica in replicas:
+            if isinstance(replica, AsyncEngine):
+                configure_engine(replica.sync_engine)
+                read_engines.append(replica)
+            else:
+                url = _replica_url(replica, is_async=True)
+                read_engines.append(make_async_engine(url, **engine_kwargs))
+                self._own_replicas.append(read_engines[-1])
+        #: The read replicas' engines (empty: every call goes to ``engine``).
+        self.read_engines: tuple[AsyncEngine, ...] = tuple(read_engines)
         # Everything else runs the sync path on the async engine's sync facade, in one
         # greenlet per call. No in-process SQLite write lock there: a thread lock held
         # across an await would block the whole event loop.
-        self._runner = _Runner(self.engine.sync_engine, self.config, None)
+        self._runner = _Runner(
+            self.engine.sync_engine,
+            self.config,
+            None,
+            replicas=[r.sync_engine for r in read_engines],
+            replica_wait_timeout=wait,
+            sleep=_greenlet_sleep,
+        )
         # PostgreSQL LISTEN connections of follow_stream, one per event loop.
         self._stream_listeners: dict[Any, Any] = {}
 
@@ -448,6 +743,12 @@ class AsyncStore(_Base):
             if not self._connected:
                 async with self.engine.connect():
                     pass
+                for replica in self.read_engines:
+                    try:  # initialised here too, under the lock; a replica may be down
+                        async with replica.connect():
+                            pass
+                    except sa_exc.DBAPIError as exc:
+                        log.warning("read replica unavailable at start: %s", exc.orig)
                 self._connected = True
         except sa_exc.DBAPIError as exc:
             translated = _translated(exc, may_retry=False)
@@ -493,6 +794,14 @@ class AsyncStore(_Base):
             return
         from convostore.migrate import upgrade_connection
 
+        if self._direct_url is not None:
+            direct = make_async_engine(self._direct_url)
+            try:
+                async with direct.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                    await conn.run_sync(upgrade_connection, revision)
+            finally:
+                await direct.dispose()
+            return
         if not self._connected:
             await self._first_connect()
         async with self.engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
@@ -507,6 +816,8 @@ class AsyncStore(_Base):
                 await listener.aclose()
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(listener.cancel)
+        for replica in self._own_replicas:
+            await replica.dispose()
         if self._threaded is not None:
             self._threaded.close()
         if self._owns_engine:

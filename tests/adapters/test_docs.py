@@ -27,9 +27,15 @@ def example(page: str) -> str:
 
 
 @pytest.fixture
-def database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The examples build ``AsyncStore()`` from ``DATABASE_URL``: point it at the test DB."""
+def database(
+    db_url: str, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The examples build ``AsyncStore()`` from ``DATABASE_URL``: point it at the test DB.
+
+    Through PgBouncer, ``store.migrate()`` takes ``DATABASE_DIRECT_URL``, as on Neon."""
     monkeypatch.setenv("DATABASE_URL", db_url)
+    if backend == "pgbouncer":
+        monkeypatch.setenv("DATABASE_DIRECT_URL", request.getfixturevalue("pg_url"))
     get_settings.cache_clear()
     yield db_url
     monkeypatch.undo()

@@ -306,3 +306,21 @@ def test_the_streaming_benchmark_runs_and_checks_the_replies(bench_db: Database)
     assert all(r.median_ms > 0 for r in rows)
     assert f"| {bench_db.backend} | one append | 1 |" in markdown(rows)
     assert parse_args(["--streaming"]).streaming
+
+
+@pytest.mark.postgres
+async def test_scale_out_run_in_tiny_mode() -> None:
+    from benchmarks.scaleout import LABEL, POOLED, REPLICA, WORKLOADS, run_scale_out
+
+    measurements, notes = await run_scale_out(PLAN, log=lambda _: None)
+    assert notes == []
+    subjects = {"raw psycopg", "convostore", POOLED, REPLICA}
+    assert {(m.workload, m.subject) for m in measurements} == {
+        (w, s) for w in WORKLOADS for s in subjects
+    }
+    assert all(m.error is None and m.samples_ns and m.backend == LABEL for m in measurements)
+    rows = summarize(measurements)
+    assert {r.status for r in rows if r.subject in (POOLED, REPLICA)} <= {
+        r.status for r in rows if r.status.endswith("x direct convostore")
+    }
+    assert parse_args(["--backend", "scale-out"]).backend == "scale-out"

@@ -46,7 +46,7 @@ def test_serve_passes_the_workers_to_uvicorn(monkeypatch: pytest.MonkeyPatch) ->
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
-    monkeypatch.setattr(serve, "_prepare_database", lambda url, migrate: None)
+    monkeypatch.setattr(serve, "_prepare_database", lambda url, migrate, direct=None: None)
     monkeypatch.setenv("JWT_SECRET_KEY", "s" * 64)
     serve.serve(workers=2, database_url="sqlite://")
     assert seen["workers"] == 2 and seen["factory"] is True

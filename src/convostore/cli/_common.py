@@ -29,6 +29,18 @@ DatabaseUrl = Annotated[
 #: The cursor of a paged listing, as the previous page printed it.
 After = Annotated[str | None, typer.Option(help="Cursor printed at the end of the previous page.")]
 
+#: For migrations: DATABASE_DIRECT_URL first, so they bypass a pooler in DATABASE_URL.
+MigrationUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar=["DATABASE_DIRECT_URL", "DATABASE_URL"],
+        help="Database URL to migrate (default: DATABASE_DIRECT_URL, else DATABASE_URL, else "
+        "./convostore.db); never a pooled one.",
+        show_default=False,
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

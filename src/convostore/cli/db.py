@@ -6,7 +6,13 @@ import typer
 from rich.table import Table
 
 from convostore import migrate
-from convostore.cli._common import DatabaseUrl, console, err_console, friendly_errors
+from convostore.cli._common import (
+    DatabaseUrl,
+    MigrationUrl,
+    console,
+    err_console,
+    friendly_errors,
+)
 from convostore.db import make_engine
 from convostore.verify import verify as run_verify
 
@@ -16,11 +22,11 @@ app = typer.Typer(help="Migrate, check and verify the database schema.", no_args
 @app.command()
 def upgrade(
     revision: str = typer.Argument("head", help="Target revision."),
-    database_url: DatabaseUrl = None,
+    database_url: MigrationUrl = None,
 ) -> None:
     """Apply the shipped migrations up to REVISION (default: head)."""
     with friendly_errors():
-        engine = make_engine(database_url)
+        engine = make_engine(migrate.migration_url(database_url))
         before = migrate.current(engine)
         migrate.upgrade(engine, revision)
         after = migrate.current(engine)
@@ -31,14 +37,14 @@ def upgrade(
 @app.command()
 def downgrade(
     revision: str = typer.Argument("base", help="Target revision; 'base' removes all tables."),
-    database_url: DatabaseUrl = None,
+    database_url: MigrationUrl = None,
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
     """Revert migrations down to REVISION (default: base, which drops convostore's tables)."""
     if not yes:
         typer.confirm(f"Downgrade to {revision}? Data in dropped tables is lost.", abort=True)
     with friendly_errors():
-        engine = make_engine(database_url)
+        engine = make_engine(migrate.migration_url(database_url))
         migrate.downgrade(engine, revision)
         after = migrate.current(engine)
         engine.dispose()

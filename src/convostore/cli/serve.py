@@ -82,7 +82,7 @@ def serve(
         # Every auth and rate-limit setting is checked here, with a readable error.
         Authenticator(settings)
         RateLimiter(settings)
-        _prepare_database(settings.database_url, migrate)
+        _prepare_database(settings.database_url, migrate, settings.database_direct_url)
     url = f"http://{host}:{port}"
     console.print(f"convostore serving [bold]{url}[/bold]  (API docs: {url}/docs)")
     if generated is not None:
@@ -121,12 +121,14 @@ def _log_config() -> dict[str, Any]:
     return config
 
 
-def _prepare_database(url: str, migrate: bool) -> None:
-    """Migrate once, here, before any worker starts; otherwise warn if not at head."""
+def _prepare_database(url: str, migrate: bool, direct_url: str | None = None) -> None:
+    """Migrate once, here, before any worker starts; otherwise warn if not at head.
+
+    Migrations take ``direct_url`` (DATABASE_DIRECT_URL) when set: never a pooler."""
     from convostore import migrate as migrations
     from convostore.db import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(direct_url or url if migrate else url)
     try:
         if migrate:
             migrations.upgrade(engine)

@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
             return
         opened = AsyncStore(
             settings.database_url,
+            read_urls=settings.database_read_urls,
+            direct_url=settings.database_direct_url,
+            replica_wait_timeout=settings.replica_wait_timeout,
             max_content_length=settings.max_content_length,
             stream_lease_seconds=settings.stream_lease_seconds,
             retention=settings.retention,
