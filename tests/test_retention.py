@@ -596,3 +596,24 @@ def test_model_inserts_never_resurrect(db_url: str, clock: Clock, raw: Engine) -
             store.get_conversation("alice", conv.id)
         assert store.purge_expired().conversations == 1
     assert count(raw, "SELECT count(*) FROM messages") == 0
+
+
+async def test_a_streamed_reply_follows_the_stores_clock_and_its_conversations_expiry(
+    rapi: MaybeAsync, clock: Clock
+) -> None:
+    conv = await rapi.create_conversation("alice", retention="1h")
+    reply = await rapi.begin_message("alice", conv.id)
+    assert await rapi.append_delta("alice", reply.id, 0, "Hel")
+    clock.set(minutes=30)  # the writer went quiet: the lease (60 s) ran out by the clock
+    assert (await rapi.read_stream("alice", reply.id)).message.status == "interrupted"
+    clock.set(hours=2)  # and the conversation expired (30 min of inactivity past 1 h)
+    calls = [
+        lambda: rapi.read_stream("alice", reply.id),
+        lambda: rapi.append_delta("alice", reply.id, 1, "lo"),
+        lambda: rapi.finish_message("alice", reply.id),
+        lambda: rapi.interrupt_message("alice", reply.id),
+        lambda: rapi.begin_message("alice", conv.id),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError):
+            await call()
