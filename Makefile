@@ -40,7 +40,7 @@ format: setup ## Format the code with ruff
 bench: setup postgres ## Benchmarks: convostore vs raw SQL and the alternatives (~10 min)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-bench-scale: setup postgres ## Benchmarks: W4/W5 stay flat as data grows to 1M rows (+ plot)
+bench-scale: setup postgres ## Benchmarks: W4/W5/W7 stay flat as data grows to 1M rows (+ plot)
 	$(BIN)/python -m benchmarks --scale $(BENCH_ARGS)
 
 .PHONY: help setup postgres run test lint format bench bench-scale
