@@ -459,6 +459,11 @@ class _Floor:
         self._next[conv] = first + n
         return first
 
+    async def open(self) -> None:
+        await super().open()  # the raw driver's (next in the MRO): connect
+        self._next = {}
+        self.insert, self.select_all, self.select_last, self.select_recent = self._floor_sql()
+
     def _floor_sql(self) -> tuple[str, str, str, str]:
         p = self.p
         cols = "conversation_id, user_id, position, role, content, created_at"
@@ -483,11 +488,6 @@ class FloorPostgres(_Floor, RawPostgres):
     name = "floor psycopg"
     p = "%s"
 
-    async def open(self) -> None:
-        await super().open()
-        self._next = {}
-        self.insert, self.select_all, self.select_last, self.select_recent = self._floor_sql()
-
     def append(self, user_id: str, conv: Any, message: Any) -> Any:
         now = datetime.now(UTC)
         row = (conv, user_id, self._position(conv, 1), message[0], message[1], now)
@@ -507,11 +507,6 @@ class FloorPostgres(_Floor, RawPostgres):
 class FloorSqlite(_Floor, RawSqlite):
     name = "floor sqlite3"
     p = "?"
-
-    async def open(self) -> None:
-        await super().open()
-        self._next = {}
-        self.insert, self.select_all, self.select_last, self.select_recent = self._floor_sql()
 
     def append(self, user_id: str, conv: Any, message: Any) -> Any:
         return self.append_batch(user_id, conv, [message])
