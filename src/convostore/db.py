@@ -38,6 +38,7 @@ from convostore.errors import ConfigurationError, require_extra
 __all__ = [
     "WRITE_OPTION",
     "configure_engine",
+    "driver_error",
     "is_pooled",
     "make_async_engine",
     "make_engine",
