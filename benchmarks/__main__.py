@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--search",
         action="store_true",
-        help="full-text search latency vs a LIKE scan, and the index's write overhead",
+        help="full-text search latency vs a LIKE scan, and the index's write overhead"
+        " (with --scale: as the corpus grows 1k -> 1M)",
     )
     parser.add_argument(
         "--streaming",
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.search:
         from benchmarks.search import main_search
 
-        main_search(backends, args.out, quick=args.quick, max_rows=args.max_rows)
+        main_search(backends, args.out, quick=args.quick, max_rows=args.max_rows, scale=args.scale)
         return 0
     if args.streaming:
         from benchmarks.streaming import main_streaming

@@ -1,6 +1,7 @@
 """Search workload (S1): full-text search latency, next to a naive ``LIKE '%word%'`` scan.
 
-``python -m benchmarks --search [--backend ...] [--quick] [--max-rows N] [--out DIR]``
+``python -m benchmarks --search [--backend ...] [--quick] [--max-rows N] [--out DIR]``;
+with ``--scale``, S1 at 1k, 10k, ... up to ``--max-rows`` (default 1M) messages in all.
 
 One user owns a tenth of the messages (100k of 1M by default; ``--quick``: 10k of 100k);
 the other users' messages carry the same words, so the index holds every user's matches
@@ -271,13 +272,58 @@ def print_rows(rows: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
+def search_scale(backend: Backend, workdir: Path, max_rows: int) -> list[dict[str, Any]]:
+    """S1 at 1,000, 10,000, ... ``max_rows`` messages in all (the user owning a tenth):
+    a fresh corpus per size, each query timed as in :func:`search_latency`."""
+    rows: list[dict[str, Any]] = []
+    n = 1000
+    while n <= max_rows:
+        plan = SearchPlan(total_messages=n, per_conversation=min(1000, n // 10), reps=30)
+        db = create_database(backend, workdir, "convostore_bench_search")
+        try:
+            owned = load(db, plan)
+            for row in search_latency(db, plan, owned):
+                rows.append({**row, "workload": row["workload"].split(" (")[0]})
+        finally:
+            drop_database(db)
+        n *= 10
+    return rows
+
+
+def print_scale(rows: list[dict[str, Any]], console: Console) -> None:
+    sizes = sorted({r["total_messages"] for r in rows})
+    table = Table(title="search (S1) as the corpus grows: median ms (the user owns a tenth)")
+    for col in ("backend", "query", "subject", *(f"{n:,}" for n in sizes)):
+        table.add_column(col, justify="right" if col[0].isdigit() else "left")
+    keys = dict.fromkeys((r["backend"], r["workload"], r["subject"]) for r in rows)
+    for backend, workload, subject in keys:
+        by_size = {
+            r["total_messages"]: r["median_ms"]
+            for r in rows
+            if (r["backend"], r["workload"], r["subject"]) == (backend, workload, subject)
+        }
+        cells = [f"{by_size[n]:.2f}" if n in by_size else "" for n in sizes]
+        table.add_row(backend, workload, subject, *cells)
+    console.print(table)
+
+
 def main_search(
-    backends: list[Backend], out: Path, *, quick: bool, max_rows: int | None = None
+    backends: list[Backend],
+    out: Path,
+    *,
+    quick: bool,
+    max_rows: int | None = None,
+    scale: bool = False,
 ) -> list[dict[str, Any]]:
+    out.mkdir(parents=True, exist_ok=True)
+    if scale:
+        rows = [r for b in backends for r in search_scale(b, out, max_rows or 1_000_000)]
+        print_scale(rows, Console())
+        (out / "search-scale.json").write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        return rows
     plan = SearchPlan.quick(max_rows or 100_000) if quick else SearchPlan()
     if max_rows and not quick:
         plan = SearchPlan(total_messages=max_rows)
-    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for backend in backends:
         rows += run_search(backend, out, plan)

@@ -326,3 +326,53 @@ def test_search_migration_indexes_existing_rows_and_downgrades(empty_url: str) -
             assert contents() == ["old words"]
     finally:
         engine.dispose()
+
+
+def test_per_user_search_migration_keeps_every_users_hits(empty_url: str) -> None:
+    """0007 rebuilds the index scoped by user from the rows of 0006 (found by their owner
+    only), and its downgrade restores 0006's index, which the next upgrade replaces."""
+    from convostore import Store
+
+    engine = make_engine(empty_url)
+
+    def layout() -> set[str]:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                sql = "SELECT name || ':' || sql FROM sqlite_master WHERE name = 'messages_fts'"
+                return {"owner" if _ddl.OWNER_COLUMN in str(r[0]) else "plain" for r in
+                        conn.exec_driver_sql(sql)}  # fmt: skip
+            sql = "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'"
+            names = {str(r[0]) for r in conn.exec_driver_sql(sql)}
+            return {"owner" for n in names if n == _ddl.SEARCH_INDEX} | {
+                "plain" for n in names if n == _ddl.UNSCOPED_SEARCH_INDEX
+            }
+
+    try:
+        migrate.upgrade(engine, "0006")
+        assert layout() == {"plain"}
+        with engine.begin() as conn:
+            for user in ("alice", "bob", "álice ✓"):  # any text: the token is its hex
+                cid = conn.execute(
+                    text("INSERT INTO conversations (user_id) VALUES (:u) RETURNING id"),
+                    {"u": user},
+                ).scalar_one()
+                conn.execute(
+                    text(
+                        "INSERT INTO messages (conversation_id, role, content)"
+                        " VALUES (:c, 'user', :t)"
+                    ),
+                    {"c": cid, "t": f"shared word, and {user.split()[0]}only"},
+                )
+        for _ in range(2):
+            migrate.upgrade(engine)
+            assert layout() == {"owner"}
+            assert migrate.check(engine) == []
+            with Store(engine) as store:
+                for user in ("alice", "bob", "álice ✓"):
+                    hits = store.search(user, "shared").data
+                    assert [h.message.user_id for h in hits if h.message] == [user]
+                assert store.search("alice", "bobonly").data == []
+            migrate.downgrade(engine, "0006")
+            assert layout() == {"plain"}
+    finally:
+        engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -414,3 +414,60 @@ def test_updates_and_deletes_keep_the_index_in_sync(store: Store, raw: Engine) -
     assert store.search("upd", "common").data == []
     assert store.search("upd", "title").data == []
     _index_in_sync(raw)
+
+
+def test_only_the_newest_candidates_are_ranked(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SEARCH_CANDIDATES`` matches, the newest that many are ranked (best first)
+    and paged to the end; older matches, and other users' newer ones, take no place."""
+    from convostore import _ops
+
+    monkeypatch.setattr(_ops, "SEARCH_CANDIDATES", 4)
+    conv = store.create_conversation("fay", title="t")
+    texts = ["gnu", "gnu gnu gnu", "gnu", "gnu gnu", "gnu words", "gnu gnu gnu gnu"]
+    store.append_messages("fay", conv.id, [{"role": "user", "content": t} for t in texts])
+    other = store.create_conversation("gus", title="t")  # newer, another user's
+    store.append_messages("gus", other.id, [{"role": "user", "content": "gnu"}] * 5)
+    seen, cursor = [], None
+    while True:
+        page = store.search("fay", "gnu", limit=3, cursor=cursor)
+        seen += [h.message.position for h in page.data if h.message]
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    # positions 3..6 are the newest four, ranked by matches: 4, 2, then the two single
+    # mentions (in an order each database's rank decides)
+    assert seen[:2] == [6, 4] and sorted(seen[2:]) == [3, 5]
+    monkeypatch.setattr(_ops, "SEARCH_CANDIDATES", 1000)
+    assert len(everything(store, "fay", "gnu").data) == 6
+
+
+@pytest.mark.postgres
+def test_searches_are_planned_for_their_words(pg_database: Callable[[str], str]) -> None:
+    """PostgreSQL: a search is never a prepared statement (whose generic plan would
+    serve a rare and a common word alike), and the connection's own setting is back
+    after it."""
+    engine = make_engine(pg_database("convostore_test_search_plans"))
+    try:
+        with Store(engine) as store:
+            store.migrate()
+            conv = store.create_conversation("hal", title="t")
+            store.append_message("hal", conv.id, {"role": "user", "content": "kiwi"})
+            with engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                threshold = driver.prepare_threshold  # type: ignore[union-attr]
+            for _ in range(12):  # well past psycopg's threshold (5)
+                assert len(store.search("hal", "kiwi").data) == 1
+                assert len(store.get_messages("hal", conv.id)) == 1
+            with engine.connect() as conn:
+                assert conn.connection.driver_connection.prepare_threshold == threshold  # type: ignore[union-attr]
+                prepared = (
+                    conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+                    .scalars()
+                    .all()
+                )
+            assert prepared, "the other reads are prepared (the check can fail)"
+            assert not [s for s in prepared if "ts_rank_cd" in s]
+    finally:
+        engine.dispose()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from convostore import _sql
+from convostore import _ddl, _sql
 from convostore.db import make_engine
 from convostore.migrate import upgrade
 from convostore.models import users_table
@@ -104,8 +104,8 @@ def test_verify_detects_a_broken_search_index(own_db_url: str) -> None:
     try:
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql("DROP INDEX ix_messages_search_vector")
-                broken = {"search index ix_messages_search_vector"}
+                conn.exec_driver_sql(f"DROP INDEX {_ddl.SEARCH_INDEX}")
+                broken = {f"search index {_ddl.SEARCH_INDEX}"}
             else:
                 conn.exec_driver_sql("DROP TRIGGER messages_fts_insert")
                 broken = {"trigger messages_fts_insert", "search index follows inserts and deletes"}

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.selectable import TextualSelect
 
 from convostore import _sql
-from convostore.db import driver_error, observed
+from convostore.db import custom_plans, driver_error, observed
 from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
 from convostore.models import MessageRole
@@ -66,6 +66,10 @@ MAX_CONVERSATION_PAGE = 100
 MAX_MESSAGE_PAGE = 1000
 MAX_BATCH = 1000
 MAX_SEARCH_PAGE = 100
+#: How many of the newest matching messages a search ranks: a word in every message of a
+#: long history costs what one in this many does (flat), and results past the newest
+#: 1,000 matches are not reached (narrow the query, or window it with since/until).
+SEARCH_CANDIDATES = 1000
 AUTO_TITLE_LENGTH = 80
 _HISTORY_CHUNK = 200
 
@@ -845,8 +849,13 @@ def search(
         until=end is not None,
         paged=after is not None,
     )
-    params: dict[str, Any] = {"uid": user_id, "lim": limit + 1, "now": _now(tx)}
-    params.update(_sql.search_terms(tx.pg, parsed.phrases, parsed.prefixes))
+    params: dict[str, Any] = {
+        "uid": user_id,
+        "lim": limit + 1,
+        "cand": SEARCH_CANDIDATES,
+        "now": _now(tx),
+    }
+    params.update(_sql.search_terms(tx.pg, user_id, parsed.phrases, parsed.prefixes))
     if cid is not None:
         params["cid"] = cid
     if start is not None:
@@ -855,7 +864,8 @@ def search(
         params["until"] = end
     if after is not None:
         params["score"], params["kind"], params["hit_id"] = after
-    rows = _read(tx, stmt, params)
+    with custom_plans(tx.conn):
+        rows = _read(tx, stmt, params)
     hits = [_search_hit(r) for r in rows[:limit]]
     has_more = len(rows) > limit
     next_cursor = None

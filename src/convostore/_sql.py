@@ -54,6 +54,8 @@ from sqlalchemy.types import TypeEngine
 
 from convostore._ddl import (
     EXPIRING,
+    OWNER_COLUMN,
+    owner_token,
     pg_next_timestamp,
     pg_plus_seconds,
     sqlite_next_timestamp,
@@ -1021,13 +1023,18 @@ SEARCH_FIELDS = tuple(f"m_{c.key}" for c in MESSAGE_COLUMNS)
 # and damped by length, as BM25 does, but without BM25's collection statistics (document
 # frequencies, average length): those count every user's rows, and one user's ranks must
 # not depend on another's messages. PostgreSQL's ts_rank_cd already looks at one text only.
+# ``{h}`` is the text as highlight() returns it, one char(1) before each match: a column
+# of a subquery with a LIMIT (SQLite computes it once per row, not once per mention).
 _SQLITE_MATCHES = "(length({h}) - length(replace({h}, char(1), '')))"
 
 
-def _sqlite_rank(fts: str, text_col: str) -> str:
-    h = f"highlight({fts}, 0, char(1), '')"
+def _sqlite_highlight(fts: str) -> str:
+    return f"highlight({fts}, 0, char(1), '')"
+
+
+def _sqlite_rank(h: str) -> str:
     n = _SQLITE_MATCHES.format(h=h)
-    return f"({n} * 1.0 / ({n} + 1.0 + length({text_col}) / 500.0))"
+    return f"({n} * 1.0 / (1.0 + {n} + (length({h}) - {n}) / 500.0))"
 
 
 def _search_filters(
@@ -1058,11 +1065,15 @@ def search_query(
 ) -> TextualSelect:
     """One page of a user's search hits, best first; the snippets for that page only.
 
-    Every branch is filtered by ``user_id`` before anything is ranked or counted. Params:
-    ``uid``, ``lim``, the query (PostgreSQL: ``w`` websearch text and/or ``p`` prefix
-    tsquery; SQLite: ``q``, an FTS5 query of quoted phrases), and as flagged ``cid``,
-    ``since``, ``until`` and the cursor's ``score``, ``kind``, ``hit_id``. ``roles`` (a
-    sorted tuple of valid role names, written into the SQL) leaves title hits out.
+    Every branch is filtered by ``user_id`` before anything is ranked or counted. Only the
+    newest ``cand`` matching messages are ranked, so a word in every message costs what a
+    word in ``cand`` of them does. Params: ``uid``, ``lim``, ``cand``, the query
+    (PostgreSQL: ``w`` websearch text and/or ``p`` prefix tsquery; SQLite: ``q`` and
+    ``qt``, FTS5 queries of quoted phrases for messages and titles, and ``qs`` for the
+    snippets), and as flagged
+    ``cid``, ``since``, ``until`` and the cursor's ``score``, ``kind``, ``hit_id``.
+    ``roles`` (a sorted tuple of valid role names, written into the SQL) leaves title
+    hits out.
     """
     mfilter = _search_filters(
         "m", "created_at", conversation=conversation, since=since, until=until
@@ -1075,46 +1086,63 @@ def search_query(
     kind_message, kind_title = SEARCH_KINDS.index("message"), SEARCH_KINDS.index("title")
     if pg:
         cfg = f"'{config}'::regconfig"
+        # Written out where it is used, not in a CTE: planned with the query's value (see
+        # db.custom_plans), PostgreSQL knows from its statistics how common the words are
+        # and picks the plan: the user's newest messages, filtered by the words, for a
+        # common word (it stops at :cand matches); the (user_id, search_vector) index for
+        # a rare one.
         parts = [f"websearch_to_tsquery({cfg}, :w)"] * phrases + [f"to_tsquery({cfg}, :p)"] * (
             prefixes
         )
+        query = f"({' && '.join(parts)})"
         title_vector = f"to_tsvector({cfg}, coalesce(c.title, ''))"
-        head = f"WITH q AS MATERIALIZED (SELECT {' && '.join(parts)} AS query),"
-        message_hits = f"""
-  SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
-         CAST(ts_rank_cd(m.search_vector, q.query) AS DOUBLE PRECISION) AS score
-    FROM messages AS m JOIN conversations AS mc ON mc.id = m.conversation_id, q
-   WHERE m.user_id = :uid AND m.search_vector @@ q.query{mfilter} AND {live_sql("mc")}"""
-        title_hits = f"""
-  SELECT {kind_title}, c.id, c.id,
-         CAST(ts_rank_cd({title_vector}, q.query) AS DOUBLE PRECISION)
-    FROM conversations AS c, q
-   WHERE c.user_id = :uid AND {title_vector} @@ q.query{cfilter} AND {live_sql("c")}"""
-        snippet = f"""CASE page.kind
-           WHEN {kind_message} THEN ts_headline({cfg}, m.content, q.query, '{_HEADLINE_OPTIONS}')
-           ELSE ts_headline({cfg}, c.title, q.query, '{_HEADLINE_OPTIONS}') END"""
-        joins = "CROSS JOIN q"
-    else:
         head = "WITH"
         message_hits = f"""
-  SELECT {kind_message} AS kind, m.id AS hit_id, m.conversation_id AS cid,
-         {_sqlite_rank("messages_fts", "m.content")} AS score
-    FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
-         JOIN conversations AS mc ON mc.id = m.conversation_id
-   WHERE messages_fts MATCH :q AND m.user_id = :uid{mfilter} AND {live_sql("mc")}"""
+  SELECT {kind_message} AS kind, cand.id AS hit_id, cand.conversation_id AS cid,
+         CAST(ts_rank_cd(cand.search_vector, {query}) AS DOUBLE PRECISION) AS score
+    FROM (SELECT m.id, m.conversation_id, m.search_vector
+            FROM messages AS m JOIN conversations AS mc ON mc.id = m.conversation_id
+           WHERE m.user_id = :uid AND m.search_vector @@ {query}{mfilter} AND {live_sql("mc")}
+           ORDER BY m.created_at DESC, m.id DESC
+           LIMIT :cand) AS cand"""
         title_hits = f"""
-  SELECT {kind_title}, c.id, c.id, {_sqlite_rank("conversations_fts", "c.title")}
-    FROM conversations_fts JOIN conversations AS c ON c.id = conversations_fts.rowid
-   WHERE conversations_fts MATCH :q AND c.user_id = :uid{cfilter} AND {live_sql("c")}"""
+  SELECT {kind_title}, c.id, c.id,
+         CAST(ts_rank_cd({title_vector}, {query}) AS DOUBLE PRECISION)
+    FROM conversations AS c
+   WHERE c.user_id = :uid AND {title_vector} @@ {query}{cfilter} AND {live_sql("c")}"""
+        snippet = f"""CASE page.kind
+           WHEN {kind_message} THEN ts_headline({cfg}, m.content, {query}, '{_HEADLINE_OPTIONS}')
+           ELSE ts_headline({cfg}, c.title, {query}, '{_HEADLINE_OPTIONS}') END"""
+    else:
+        head = "WITH"
+        # :q and :qt name the owner (the FTS5 tables' owner column), so FTS5 walks this
+        # user's matches only, newest (highest rowid) first, and stops at :cand of them.
+        # The snippets' :qs leaves the owner out: for one row by rowid it would only make
+        # FTS5 read that user's whole posting list again.
+        message_hits = f"""
+  SELECT {kind_message} AS kind, cand.id AS hit_id, cand.conversation_id AS cid,
+         {_sqlite_rank("cand.h")} AS score
+    FROM (SELECT m.id, m.conversation_id, {_sqlite_highlight("messages_fts")} AS h
+            FROM messages_fts CROSS JOIN messages AS m ON m.id = messages_fts.rowid
+                 JOIN conversations AS mc ON mc.id = m.conversation_id
+           WHERE messages_fts MATCH :q AND m.user_id = :uid{mfilter} AND {live_sql("mc")}
+           ORDER BY messages_fts.rowid DESC
+           LIMIT :cand) AS cand"""
+        title_hits = f"""
+  SELECT {kind_title}, cand.id, cand.id, {_sqlite_rank("cand.h")}
+    FROM (SELECT c.id, {_sqlite_highlight("conversations_fts")} AS h
+            FROM conversations_fts CROSS JOIN conversations AS c ON c.id = conversations_fts.rowid
+           WHERE conversations_fts MATCH :qt AND c.user_id = :uid{cfilter} AND {live_sql("c")}
+           ORDER BY conversations_fts.rowid DESC
+           LIMIT :cand) AS cand"""
         snippet = f"""CASE page.kind
            WHEN {kind_message} THEN (SELECT snippet(messages_fts, 0, '{HIGHLIGHT}',
                 '{HIGHLIGHT}', '…', 16) FROM messages_fts
-                WHERE messages_fts MATCH :q AND messages_fts.rowid = page.hit_id)
+                WHERE messages_fts MATCH :qs AND messages_fts.rowid = page.hit_id)
            ELSE (SELECT snippet(conversations_fts, 0, '{HIGHLIGHT}', '{HIGHLIGHT}', '…', 16)
                 FROM conversations_fts
-                WHERE conversations_fts MATCH :q AND conversations_fts.rowid = page.hit_id)
+                WHERE conversations_fts MATCH :qs AND conversations_fts.rowid = page.hit_id)
            END"""
-        joins = ""
     hits = message_hits if roles is not None else f"{message_hits}\n  UNION ALL{title_hits}"
     # Best first; ties by kind, then newest id: (-score, kind, -id) ascending.
     after = " WHERE (-score, kind, -hit_id) > (-:score, :kind, -:hit_id)" if paged else ""
@@ -1130,7 +1158,7 @@ page AS (
 SELECT page.kind, page.score, page.hit_id, c.id AS conversation_id,
        c.title AS conversation_title, {message_cols},
        {snippet} AS snippet
-  FROM page {joins}
+  FROM page
   JOIN conversations AS c ON c.id = page.cid AND c.user_id = :uid
   LEFT JOIN messages AS m ON m.id = CASE page.kind WHEN {kind_message} THEN page.hit_id
        ELSE (SELECT n.id FROM messages AS n WHERE n.conversation_id = page.cid
@@ -1149,6 +1177,9 @@ SELECT page.kind, page.score, page.hit_id, c.id AS conversation_id,
         bindparam("w", type_=Text()),
         bindparam("p", type_=Text()),
         bindparam("q", type_=Text()),
+        bindparam("qt", type_=Text()),
+        bindparam("qs", type_=Text()),
+        bindparam("cand", type_=Integer()),
     ]
     used = [b for b in binds if f":{b.key}" in sql]
     return (
@@ -1168,13 +1199,16 @@ SELECT page.kind, page.score, page.hit_id, c.id AS conversation_id,
     )
 
 
-def search_terms(pg: bool, phrases: Sequence[str], prefixes: Sequence[str]) -> dict[str, str]:
+def search_terms(
+    pg: bool, user_id: str, phrases: Sequence[str], prefixes: Sequence[str]
+) -> dict[str, str]:
     """The query parameters for :func:`search_query`, from parsed (already safe) parts.
 
     Nothing the user typed is read as syntax: PostgreSQL gets every phrase quoted for
     ``websearch_to_tsquery`` (which never raises; phrases hold no ``"``) and prefixes, which
     are letters and digits only, as ``'tok':*``; SQLite gets FTS5 strings ``"..."`` with
-    any ``"`` doubled (prefixes as ``"tok"*``), all of which must match.
+    any ``"`` doubled (prefixes as ``"tok"*``), all of which must match in the text column,
+    ANDed with the user's owner token (letters and digits only).
     """
     if pg:
         params = {}
@@ -1185,7 +1219,12 @@ def search_terms(pg: bool, phrases: Sequence[str], prefixes: Sequence[str]) -> d
         return params
     quoted = ['"{}"'.format(p.replace('"', '""')) for p in phrases]
     quoted += ['"{}"*'.format(p.replace('"', '""')) for p in prefixes]
-    return {"q": " ".join(quoted)}
+    terms, owner = " ".join(quoted), f'{OWNER_COLUMN} : "{owner_token(user_id)}"'
+    return {
+        "q": f"{owner} AND content : ({terms})",
+        "qt": f"{owner} AND title : ({terms})",
+        "qs": terms,
+    }
 
 
 def encode_search_cursor(score: float, kind: int, hit_id: int) -> str:

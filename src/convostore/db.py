@@ -22,6 +22,8 @@ import os
 import select
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy
@@ -38,6 +40,7 @@ from convostore.errors import ConfigurationError, require_extra
 __all__ = [
     "WRITE_OPTION",
     "configure_engine",
+    "custom_plans",
     "driver_error",
     "is_pooled",
     "make_async_engine",
@@ -154,6 +157,28 @@ def observed(conn: Connection) -> bool:
     dispatch = conn.dispatch
     # Connection._echo is SQLAlchemy's own per-connection "log statements" check.
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or conn._echo)
+
+
+@contextmanager
+def custom_plans(conn: Connection) -> Iterator[None]:
+    """Send this connection's statements unprepared for the duration (psycopg only).
+
+    psycopg prepares a statement it has run ``prepare_threshold`` times, and PostgreSQL
+    may then reuse one generic plan for every value. For a search that is the wrong plan
+    for some word whatever it is: only a plan made for the words themselves knows whether
+    they are rare (an index lookup) or in every message (read the newest ones and stop).
+    An unnamed statement is always planned with its values.
+    """
+    driver = conn.connection.driver_connection
+    previous = getattr(driver, "prepare_threshold", None)
+    if previous is None:  # not psycopg, or never prepares (a pooler's URL)
+        yield
+        return
+    driver.prepare_threshold = None  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = previous  # type: ignore[union-attr]
 
 
 def driver_error(conn: Connection, statement: str, params: Any, exc: Exception) -> Exception:

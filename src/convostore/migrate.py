@@ -70,7 +70,11 @@ def include_object(
     """
     if type_ == "table":
         return name in TABLES
-    if type_ in ("column", "index") and name in (_ddl.SEARCH_VECTOR, _ddl.SEARCH_INDEX):
+    if type_ in ("column", "index") and name in (
+        _ddl.SEARCH_VECTOR,
+        _ddl.SEARCH_INDEX,
+        _ddl.UNSCOPED_SEARCH_INDEX,
+    ):
         return False
     table = getattr(obj, "table", None)
     return table is None or table.name in TABLES

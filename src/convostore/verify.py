@@ -119,13 +119,18 @@ def _search_structure(conn: Connection, present: set[str]) -> list[Check]:
             checks.append(Check(f"search table {fts}", False, "missing"))
             continue
         # An external-content index holds one docsize row per indexed row.
-        indexed, rows = conn.exec_driver_sql(
-            f"SELECT (SELECT count(*) FROM {fts}_docsize), (SELECT count(*) FROM {table})"
+        indexed, rows, ddl = conn.exec_driver_sql(
+            f"SELECT (SELECT count(*) FROM {fts}_docsize), (SELECT count(*) FROM {table}),"
+            f" (SELECT sql FROM sqlite_master WHERE name = '{fts}')"
         ).one()
         detail = f"{indexed} of {rows} rows indexed"
         if indexed != rows:
             detail += f"; rebuild: INSERT INTO {fts} ({fts}) VALUES ('rebuild')"
-        checks.append(Check(f"search table {fts}", indexed == rows, detail))
+        # Before migration 0007 the index had no owner column: searches would fail.
+        scoped = _ddl.OWNER_COLUMN in str(ddl)
+        if not scoped:
+            detail += f", no {_ddl.OWNER_COLUMN} column (run convostore db upgrade)"
+        checks.append(Check(f"search table {fts}", indexed == rows and scoped, detail))
     for name in _ddl.search_trigger_names("sqlite"):
         checks.append(Check(f"trigger {name}", name in live_triggers))
     return checks

@@ -294,6 +294,21 @@ def test_search_workload_runs_and_checks_pass(
     assert parse_args(["--search", "--max-rows", "5000"]).search
 
 
+def test_the_search_scale_series_runs(backend: str, tmp_path: Path) -> None:
+    """``--search --scale``: one step here (1,000 messages), every query's answer checked."""
+    import io
+
+    from benchmarks.search import QUERIES, print_scale, search_scale
+    from rich.console import Console
+
+    rows = search_scale(backend, tmp_path, 1000)  # type: ignore[arg-type]
+    assert {r["total_messages"] for r in rows} == {1000}
+    assert {r["workload"] for r in rows} == {f"S1 {label}" for label in QUERIES}
+    out = io.StringIO()
+    print_scale(rows, Console(file=out, width=200))
+    assert "1,000" in out.getvalue()
+
+
 def test_the_streaming_benchmark_runs_and_checks_the_replies(bench_db: Database) -> None:
     from benchmarks.streaming import markdown, run_streaming
 

@@ -39,11 +39,12 @@ def _sqlite() -> bool:
 
 def _recreate_sqlite_triggers(*, streaming: bool) -> None:
     """A rebuilt ``messages`` table has lost its triggers: convostore's own, and the
-    full-text index's (0003), which also re-indexes the copied rows."""
+    full-text index's (0003, in its layout before 0007), which also re-indexes the copied
+    rows."""
     for statement in _ddl.create_statements("sqlite", own_users=OWNS_USERS, streaming=streaming):
         op.execute(sa.text(statement))
     config = get_settings().search_config
-    for statement in _ddl.search_create_statements("sqlite", config=config):
+    for statement in _ddl.search_create_statements("sqlite", config=config, scoped=False):
         op.execute(sa.text(statement))
 
 
