@@ -70,7 +70,7 @@ def conn(pg_database: Callable[[str], str]) -> Iterator[Connection]:
 def plan(conn: Connection, stmt: Any, params: dict[str, Any]) -> str:
     """EXPLAIN exactly the SQL and parameters the store sends (``_sql.compiled``)."""
     query = _sql.compiled(stmt, conn.dialect)
-    result = conn.exec_driver_sql("EXPLAIN " + query.sql, query.params(params))
+    result = conn.exec_driver_sql("EXPLAIN " + query.statement(params), query.params(params))
     return "\n".join(row[0] for row in result)
 
 

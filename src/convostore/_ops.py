@@ -174,7 +174,7 @@ def _driver_execute(
     cursor = tx.conn.connection.cursor()
     try:
         if isinstance(params, dict):
-            cursor.execute(query.sql, query.params(params))
+            cursor.execute(query.statement(params), query.params(params))
             return query, cursor.fetchall()
         cursor.executemany(query.sql, query.params_many(params))
         return query, []
@@ -192,7 +192,8 @@ def _observed_execute(
     """The same SQL through ``exec_driver_sql``, which fires every execution event and logs
     the statement: observers see exactly what the fast path would have sent."""
     if isinstance(params, dict):
-        return conn.exec_driver_sql(query.sql, _driver_params(query.params(params))).fetchall()
+        sql, values = query.statement(params), _driver_params(query.params(params))
+        return conn.exec_driver_sql(sql, values).fetchall()
     conn.exec_driver_sql(query.sql, [_driver_params(p) for p in query.params_many(params)])
     return []
 
