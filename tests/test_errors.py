@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 import convostore
@@ -103,3 +106,25 @@ def test_conflict_message_does_not_leak_the_schema(store: Store) -> None:
         "uq_messages_conversation_position",
         "UNIQUE constraint failed: messages.conversation_id, messages.position",
     }
+
+
+@pytest.fixture
+def unmigrated_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database with no convostore schema at all."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    factory: Callable[[str], str] = request.getfixturevalue("pg_database")
+    return factory("convostore_test_unmigrated")
+
+
+async def test_an_unmigrated_database_says_to_migrate(unmigrated_url: str) -> None:
+    """Not a raw driver error: a ConfigurationError that names the fix, on both APIs."""
+    with Store(unmigrated_url) as store:
+        with pytest.raises(ConfigurationError, match="convostore db upgrade") as info:
+            store.create_conversation("alice")
+        assert "convostore_retention_policies" in str(info.value)  # the driver's own words
+        with pytest.raises(ConfigurationError, match="never migrated"):
+            store.list_conversations("alice")
+    async with AsyncStore(unmigrated_url) as astore:
+        with pytest.raises(ConfigurationError, match="convostore db upgrade"):
+            await astore.get_messages("alice", 1)

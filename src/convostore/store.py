@@ -118,11 +118,29 @@ def _translated(exc: sa_exc.DBAPIError, *, may_retry: bool) -> Exception:
         )
     if isinstance(exc, sa_exc.DataError):
         return ValidationError("body", f"rejected by the database: {exc.orig}")
+    if (missing := _missing_schema(exc)) is not None:
+        return ConfigurationError(
+            f"the database lacks convostore's schema ({missing}): it was never migrated, or"
+            " not to this version's head; run `convostore db upgrade` (or Store.migrate())"
+        )
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and _is_unavailable(exc):
         # The driver's text names hosts and ports: it goes to the log, not to API clients.
         log.warning("database unavailable: %s", exc.orig)
         return UnavailableError("the database is unavailable; retry later")
     return exc
+
+
+#: SQLSTATEs of a schema that is not there: undefined table, undefined column.
+_MISSING_SCHEMA_STATES = frozenset({"42P01", "42703"})
+
+
+def _missing_schema(exc: sa_exc.DBAPIError) -> str | None:
+    """The driver's first line when ``exc`` says a table or column does not exist."""
+    orig = exc.orig
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    if type(orig).__module__.startswith("sqlite3"):
+        return first if first.startswith(("no such table", "no such column")) else None
+    return first if getattr(orig, "sqlstate", None) in _MISSING_SCHEMA_STATES else None
 
 
 def _is_unavailable(exc: sa_exc.DBAPIError) -> bool:
