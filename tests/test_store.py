@@ -1333,3 +1333,23 @@ async def test_a_bad_system_prompt_names_the_field(api: MaybeAsync, prompt: Any)
         await api.get_history("alice", conv.id, system_prompt=prompt)
     assert caught.value.field == "system_prompt"
     assert await api.get_history("alice", conv.id, system_prompt="x" * MAX_SYSTEM_PROMPT_LENGTH)
+
+
+async def test_a_zero_size_page_points_where_it_was_asked(api: MaybeAsync) -> None:
+    """``limit=0`` reads nothing; ``has_more`` is still true, and ``next_cursor`` is the
+    position it was asked from, so following it never restarts at the first page."""
+    conv = await api.create_conversation(ALICE, messages=[user("x"), user("y")])
+    start = await api.list_messages(ALICE, conv.id, limit=0)
+    assert (start.data, start.has_more, start.next_cursor) == ([], True, None)
+    later = await api.list_messages(ALICE, conv.id, after=1, limit=0)
+    assert (later.has_more, later.next_cursor) == (True, "1")
+    back = await api.list_messages(ALICE, conv.id, before=2, order="desc", limit=0)
+    assert (back.has_more, back.next_cursor) == (True, "2")
+    done = await api.list_messages(ALICE, conv.id, after=2, limit=0)
+    assert (done.has_more, done.next_cursor) == (False, None)
+    await api.create_conversation(ALICE)
+    first = await api.list_conversations(ALICE, limit=1)
+    zero = await api.list_conversations(ALICE, limit=0, cursor=first.next_cursor)
+    assert (zero.data, zero.has_more, zero.next_cursor) == ([], True, first.next_cursor)
+    rest = await api.list_conversations(ALICE, limit=1, cursor=zero.next_cursor)
+    assert [c.id for c in rest.data] == [conv.id] and rest.has_more is False

@@ -426,6 +426,8 @@ def list_conversations(
     has_more = len(rows) > limit
     last = data[-1] if data else None
     next_cursor = _sql.encode_cursor(last.updated_at, last.id) if has_more and last else None
+    if has_more and not data:  # limit=0: the next page starts where this one was asked
+        next_cursor = cursor
     return Page(data=data, has_more=has_more, next_cursor=next_cursor)
 
 
@@ -644,6 +646,9 @@ def list_messages(
     data = rows[:limit]
     has_more = len(rows) > limit
     next_cursor = str(data[-1].position) if has_more and data else None
+    if has_more and not data:  # limit=0: the next page starts where this one was asked
+        start = after if order == "asc" else before
+        next_cursor = None if start is None else str(start)
     return Page(data=data, has_more=has_more, next_cursor=next_cursor)
 
 

@@ -229,7 +229,8 @@ class Page(BaseModel, Generic[T]):
     """One page of a keyset-paginated list.
 
     ``next_cursor`` is ``None`` on the last page; pass it back to get the next one (for
-    messages it is the position to pass as ``after`` (asc) or ``before`` (desc)).
+    messages it is the position to pass as ``after`` (asc) or ``before`` (desc)). A
+    ``limit=0`` page reads nothing: its ``next_cursor`` is the one it was asked with.
     """
 
     data: list[T]
