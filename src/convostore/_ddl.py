@@ -282,7 +282,9 @@ FTS_TOKENIZER = "unicode61 remove_diacritics 2"
 #: only, newest first, instead of every user's. The external content is a view that adds
 #: the column (a view is read by name: a later migration that rebuilds ``messages`` or
 #: ``conversations`` on SQLite must drop these views first, as ALTER TABLE RENAME checks
-#: every view of the schema).
+#: every view of the schema). A row's owner cannot change (the composite foreign key from
+#: messages to ``conversations (id, user_id)`` has no ON UPDATE), so its token never goes
+#: stale and the update triggers need watch only the text.
 OWNER_COLUMN = "owner"
 
 _FTS_SOURCES = ((MESSAGES_FTS, "messages", "content"), (TITLES_FTS, "conversations", "title"))
