@@ -416,6 +416,22 @@ def test_updates_and_deletes_keep_the_index_in_sync(store: Store, raw: Engine) -
     _index_in_sync(raw)
 
 
+def test_a_conversation_given_to_another_owner_is_found_by_the_new_one(
+    store: Store, raw: Engine
+) -> None:
+    """A host's own UPDATE of an (empty) conversation's owner re-indexes its title under
+    the new owner, and its later delete still removes what was indexed."""
+    conv = store.create_conversation("ann", title="quokka trip")
+    store.create_conversation("ben")  # ben exists in the users table
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE conversations SET user_id = 'ben' WHERE id = :c"), {"c": conv.id})
+    assert store.search("ann", "quokka").data == []
+    assert [h.conversation_id for h in store.search("ben", "quokka").data] == [conv.id]
+    store.delete_conversation("ben", conv.id)
+    assert store.search("ben", "quokka").data == []
+    _index_in_sync(raw)
+
+
 def test_only_the_newest_candidates_are_ranked(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -282,9 +282,7 @@ FTS_TOKENIZER = "unicode61 remove_diacritics 2"
 #: only, newest first, instead of every user's. The external content is a view that adds
 #: the column (a view is read by name: a later migration that rebuilds ``messages`` or
 #: ``conversations`` on SQLite must drop these views first, as ALTER TABLE RENAME checks
-#: every view of the schema). A row's owner cannot change (the composite foreign key from
-#: messages to ``conversations (id, user_id)`` has no ON UPDATE), so its token never goes
-#: stale and the update triggers need watch only the text.
+#: every view of the schema).
 OWNER_COLUMN = "owner"
 
 _FTS_SOURCES = ((MESSAGES_FTS, "messages", "content"), (TITLES_FTS, "conversations", "title"))
@@ -306,6 +304,10 @@ def _sqlite_fts_statements(*, scoped: bool) -> list[str]:
         if scoped:
             owner = "'u' || hex({}.user_id)"
             columns, source = f"{col}, {OWNER_COLUMN}", _source_view(fts)
+            # FTS5's 'delete' must be given the values that were indexed, so a change of
+            # owner re-indexes the row too (a host's UPDATE of a conversation that has no
+            # messages yet; a message's owner is held to its conversation's by a foreign key).
+            watched = f"{col}, user_id"
             old = f"OLD.{col}, {owner.format('OLD')}"
             new = f"NEW.{col}, {owner.format('NEW')}"
             statements.append(
@@ -313,7 +315,7 @@ def _sqlite_fts_statements(*, scoped: bool) -> list[str]:
                 f" {owner.format(table)} AS {OWNER_COLUMN} FROM {table}"
             )
         else:  # the layout of migrations 0003 to 0006
-            columns, source, old, new = col, table, f"OLD.{col}", f"NEW.{col}"
+            columns, source, old, new, watched = col, table, f"OLD.{col}", f"NEW.{col}", col
         delete_old = (
             f"INSERT INTO {fts} ({fts}, rowid, {columns}) VALUES ('delete', OLD.id, {old});"
         )
@@ -326,7 +328,7 @@ def _sqlite_fts_statements(*, scoped: bool) -> list[str]:
             f"DROP TRIGGER IF EXISTS {fts}_delete",
             f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN {delete_old} END",
             f"DROP TRIGGER IF EXISTS {fts}_update",
-            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {col} ON {table}"
+            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {watched} ON {table}"
             f" BEGIN {delete_old} {insert_new} END",
             # Index the rows already there (a migrated database); idempotent.
             f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
