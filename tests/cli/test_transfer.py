@@ -117,7 +117,7 @@ def test_unmigrated_database_is_a_clear_error(runner: CliRunner, tmp_path: Path)
     for command in (["stats"], ["export"], ["conversations", "list", "--user", "a"]):
         result = runner.invoke(app, [*command, "--database-url", url])
         assert result.exit_code == 1, result.output
-        assert "database error" in result.output and "convostore db upgrade" in result.output
+        assert "no such table" in result.output and "convostore db upgrade" in result.output
         assert "Traceback" not in result.output
 
 
