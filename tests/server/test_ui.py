@@ -21,13 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from convostore.server.auth import create_access_token
 from tests.conftest import IN_CI
 from tests.realserver import running_server
 from tests.server.conftest import SECRET
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
 CHROMIUM_ARGS = [
@@ -65,7 +64,7 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield launched
@@ -143,8 +142,8 @@ def sign_in(page: Any, user: str, then: str = "/ui/") -> None:
     page.goto("/ui/#/signin")
     page.get_by_label("Bearer token").fill(token_for(user))
     page.get_by_role("button", name="Sign in", exact=True).click()
-    sync_api.expect(page.locator("#who")).to_have_text(f"Signed in as {user}")
-    sync_api.expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    expect(page.locator("#who")).to_have_text(f"Signed in as {user}")
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
     if then != "/ui/":
         page.goto(then)
 
@@ -205,21 +204,22 @@ def test_dev_sign_in_lists_by_recent_activity_and_loads_more(
             [{"role": "user", "content": f"hello {i}"}, {"role": "assistant", "content": "hi"}],
         )
     page.goto("/")  # redirects to /ui/, then to sign-in
-    sync_api.expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    sync_api.expect(page.get_by_role("heading", name="Development mode")).to_be_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Development mode")).to_be_visible()
+    screenshot(page, "signin", base_url)
     page.get_by_label("User id").fill(user)
     page.get_by_role("button", name="Sign in as this user").click()
-    sync_api.expect(page.locator("#who")).to_have_text(f"Signed in as {user}")
+    expect(page.locator("#who")).to_have_text(f"Signed in as {user}")
     items = page.locator("#conversations > li")
-    sync_api.expect(items).to_have_count(20)
-    sync_api.expect(items.first.locator("a")).to_have_text("Chat number 22")  # newest first
-    sync_api.expect(items.first).to_contain_text("2 messages")
-    sync_api.expect(items.first).to_contain_text("last activity")
+    expect(items).to_have_count(20)
+    expect(items.first.locator("a")).to_have_text("Chat number 22")  # newest first
+    expect(items.first).to_contain_text("2 messages")
+    expect(items.first).to_contain_text("last activity")
     screenshot(page, "list", base_url)
     page.get_by_role("button", name="Load more conversations").click()
-    sync_api.expect(items).to_have_count(23)
-    sync_api.expect(items.last.locator("a")).to_have_text("Chat number 0")
-    sync_api.expect(page.get_by_role("button", name="Load more conversations")).to_be_hidden()
+    expect(items).to_have_count(23)
+    expect(items.last.locator("a")).to_have_text("Chat number 0")
+    expect(page.get_by_role("button", name="Load more conversations")).to_be_hidden()
     titles = items.locator("a").all_text_contents()
     assert titles == [f"Chat number {i}" for i in range(22, -1, -1)]
 
@@ -230,29 +230,35 @@ def test_conversation_groups_tool_calls_under_their_call(
     conv = create_conversation(base_url, user, "Paris trip", tool_conversation())
     sign_in(page, user)
     page.get_by_role("link", name="Paris trip").click()
-    sync_api.expect(page.get_by_role("heading", name="Paris trip")).to_be_visible()
+    expect(page.get_by_role("heading", name="Paris trip")).to_be_visible()
     assert page.url.endswith(conv_url(conv))
     top = page.locator("#messages > li")
     # system, user, the assistant with its two calls (results inside), the final answer
-    sync_api.expect(top).to_have_count(4)
+    expect(top).to_have_count(4)
     roles = [top.nth(i).locator(".role").first.text_content() for i in range(4)]
     assert roles == ["system", "user", "assistant", "assistant"]
     assert "role-user" in (top.nth(1).get_attribute("class") or "")
     calls = top.nth(2).locator("details.tool-call")
-    sync_api.expect(calls).to_have_count(2)
+    expect(calls).to_have_count(2)
     weather = calls.first
-    sync_api.expect(weather.locator("summary")).to_contain_text("get_weather")
-    sync_api.expect(weather.locator(".tool-result")).to_be_hidden()  # collapsed
+    expect(weather.locator("summary")).to_contain_text("get_weather")
+    expect(weather.locator(".tool-result")).to_be_hidden()  # collapsed
     weather.locator("summary").click()
-    sync_api.expect(weather.locator(".tool-result")).to_be_visible()
-    sync_api.expect(weather.locator(".tool-result .content")).to_have_text("18 C, light rain")
-    sync_api.expect(weather.locator(".arguments")).to_contain_text('"city": "Paris"')
+    expect(weather.locator(".tool-result")).to_be_visible()
+    expect(weather.locator(".tool-result .content")).to_have_text("18 C, light rain")
+    expect(weather.locator(".arguments")).to_contain_text('"city": "Paris"')
     # Positions and metadata on demand.
     final = top.nth(3)
-    sync_api.expect(final.locator(".position")).to_be_hidden()
+    expect(final.locator(".position")).to_be_hidden()
     page.get_by_label("Show metadata and positions").check()
-    sync_api.expect(final.locator(".position")).to_have_text("#6")
-    sync_api.expect(final).to_contain_text('"latency_ms": 812')
+    expect(final.locator(".position")).to_have_text("#6")
+    expect(final).to_contain_text('"latency_ms": 812')
+    # The README's picture: a call opened, the whole conversation in the model's window.
+    page.get_by_label("Show metadata and positions").uncheck()
+    page.get_by_role("button", name="Highlight the model's window").click()
+    expect(page.locator("#window-summary")).to_contain_text("the model gets 6 messages")
+    top.nth(1).scroll_into_view_if_needed()
+    page.evaluate("() => window.scrollTo(0, document.querySelector('#window-form').offsetTop - 8)")
     screenshot(page, "conversation", base_url)
 
 
@@ -278,45 +284,45 @@ def test_history_window_highlights_exactly_the_messages_the_model_gets(
     page.get_by_label("Token budget").fill(str(budget))
     page.get_by_role("button", name="Highlight the model's window").click()
     summary = page.locator("#window-summary")
-    sync_api.expect(summary).to_contain_text(f"the model gets {len(contents)} messages")
+    expect(summary).to_contain_text(f"the model gets {len(contents)} messages")
     marked = page.locator(".in-window")
-    sync_api.expect(marked).to_have_count(len(expected))
+    expect(marked).to_have_count(len(expected))
     assert set(marked.evaluate_all("els => els.map(e => e.dataset.position)")) == expected
     # The "in window" badge says it in text too, not only by colour.
-    sync_api.expect(page.locator(".msg-head .badge.window")).to_have_count(len(expected))
+    expect(page.locator(".msg-head .badge.window")).to_have_count(len(expected))
     screenshot(page, "window", base_url)
     # A budget covering everything marks every message the window sends.
     page.get_by_label("Token budget").fill("100000")
     page.get_by_role("button", name="Highlight the model's window").click()
     full = rest(base_url, user, "POST", f"/v1/conversations/{conv}/history", {"max_tokens": 100000})
-    sync_api.expect(marked).to_have_count(len(full["messages"]))
+    expect(marked).to_have_count(len(full["messages"]))
     page.get_by_role("button", name="Clear").click()
-    sync_api.expect(marked).to_have_count(0)
+    expect(marked).to_have_count(0)
 
 
 def test_rename_then_delete(page: Any, base_url: str, user: str) -> None:
     conv = create_conversation(base_url, user, "Old name", [{"role": "user", "content": "hi"}])
     keep = create_conversation(base_url, user, "Keep me", [{"role": "user", "content": "hey"}])
     sign_in(page, user, conv_url(conv))
-    sync_api.expect(page.get_by_role("heading", name="Old name")).to_be_visible()
+    expect(page.get_by_role("heading", name="Old name")).to_be_visible()
     page.get_by_label("Title").fill("New name")
     page.get_by_role("button", name="Rename").click()
-    sync_api.expect(page.get_by_role("heading", name="New name")).to_be_visible()
+    expect(page.get_by_role("heading", name="New name")).to_be_visible()
     assert rest(base_url, user, "GET", f"/v1/conversations/{conv}")["title"] == "New name"
     page.get_by_role("link", name="All conversations").click()
-    sync_api.expect(page.locator("#conversations")).to_contain_text("New name")
+    expect(page.locator("#conversations")).to_contain_text("New name")
 
     page.get_by_role("link", name="New name").click()
     page.get_by_role("button", name="Delete conversation").click()
-    sync_api.expect(page.locator("#delete-confirm")).to_contain_text("1 message")
+    expect(page.locator("#delete-confirm")).to_contain_text("1 message")
     page.get_by_role("button", name="Cancel").click()
-    sync_api.expect(page.locator("#delete-confirm")).to_be_hidden()
+    expect(page.locator("#delete-confirm")).to_be_hidden()
     page.get_by_role("button", name="Delete conversation").click()
     page.get_by_role("button", name="Yes, delete it").click()
-    sync_api.expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
-    sync_api.expect(page.locator("#status")).to_contain_text("Deleted “New name”")
-    sync_api.expect(page.locator("#conversations > li")).to_have_count(1)
-    sync_api.expect(page.locator("#conversations")).to_contain_text("Keep me")
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("Deleted “New name”")
+    expect(page.locator("#conversations > li")).to_have_count(1)
+    expect(page.locator("#conversations")).to_contain_text("Keep me")
     gone = httpx.get(
         f"{base_url}/v1/conversations/{conv}",
         headers={"Authorization": f"Bearer {token_for(user)}"},
@@ -332,12 +338,12 @@ def test_another_users_conversation_in_the_url_is_not_found(
         base_url, user + "-other", "Secret plans", [{"role": "user", "content": "top secret"}]
     )
     sign_in(page, user, conv_url(other))
-    sync_api.expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
     assert "Secret plans" not in page.content() and "top secret" not in page.content()
     page.goto(conv_url("999999999"))
-    sync_api.expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
     page.goto(conv_url("not-an-id"))
-    sync_api.expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
 
 
 def test_an_expired_token_shows_the_sign_in_again(page: Any, base_url: str, user: str) -> None:
@@ -345,22 +351,22 @@ def test_an_expired_token_shows_the_sign_in_again(page: Any, base_url: str, user
     page.goto("/ui/#/signin")
     page.get_by_label("Bearer token").fill(token_for(user, expires_in=2))
     page.get_by_role("button", name="Sign in", exact=True).click()
-    sync_api.expect(page.get_by_role("link", name="Later")).to_be_visible()
+    expect(page.get_by_role("link", name="Later")).to_be_visible()
     time.sleep(2.5)  # the token's own lifetime: nothing to poll for
     page.get_by_role("link", name="Later").click()
-    sync_api.expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    sync_api.expect(page.locator("#signin-error")).to_contain_text("sign in again")
-    sync_api.expect(page.locator("#who")).to_have_text("")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#signin-error")).to_contain_text("sign in again")
+    expect(page.locator("#who")).to_have_text("")
     assert page.evaluate("() => sessionStorage.getItem('convostore.token')") is None
     # An expired token pasted in is refused at the form.
     page.get_by_label("Bearer token").fill(token_for(user, expires_in=1))
     time.sleep(1.2)
     page.get_by_role("button", name="Sign in", exact=True).click()
-    sync_api.expect(page.locator("#signin-error")).to_contain_text("refused")
+    expect(page.locator("#signin-error")).to_contain_text("refused")
     # Signing in again goes back where the person was.
     page.get_by_label("Bearer token").fill(token_for(user))
     page.get_by_role("button", name="Sign in", exact=True).click()
-    sync_api.expect(page.get_by_role("heading", name="Later")).to_be_visible()
+    expect(page.get_by_role("heading", name="Later")).to_be_visible()
     assert page.url.endswith(conv_url(conv))
 
 
@@ -375,12 +381,10 @@ def test_stored_markup_is_shown_as_text(page: Any, base_url: str, user: str) -> 
         ],
     )
     sign_in(page, user)
-    sync_api.expect(page.get_by_role("link", name=XSS_TITLE)).to_be_visible()
+    expect(page.get_by_role("link", name=XSS_TITLE)).to_be_visible()
     page.goto(conv_url(conv))
-    sync_api.expect(page.locator("#conv-title")).to_have_text(XSS_TITLE)
-    sync_api.expect(page.locator("#messages > li").first.locator(".content")).to_have_text(
-        XSS_CONTENT
-    )
+    expect(page.locator("#conv-title")).to_have_text(XSS_TITLE)
+    expect(page.locator("#messages > li").first.locator(".content")).to_have_text(XSS_CONTENT)
     assert page.locator("#messages img, #messages script, #messages i, #bold").count() == 0
     assert page.evaluate("() => window.__pwned") is None
 
@@ -403,22 +407,22 @@ def test_long_message_and_long_conversation_on_a_narrow_window(
         sign_in(page, user)
         no_horizontal_overflow(page)
         page.goto(conv_url(conv))
-        sync_api.expect(page.get_by_role("heading", name="A thousand messages")).to_be_visible()
+        expect(page.get_by_role("heading", name="A thousand messages")).to_be_visible()
         top = page.locator("#messages > li")
-        sync_api.expect(top).to_have_count(50)  # one page, not a thousand nodes
-        sync_api.expect(top.first).to_contain_text("message 951")
+        expect(top).to_have_count(50)  # one page, not a thousand nodes
+        expect(top.first).to_contain_text("message 951")
         last = top.last
         show_all = last.get_by_role("button", name="Show all (100,000 characters)")
-        sync_api.expect(show_all).to_be_visible()
+        expect(show_all).to_be_visible()
         assert len(last.locator(".content").text_content() or "") < 2_100
         no_horizontal_overflow(page)
         screenshot(page, "narrow", base_url)
         show_all.click()
-        sync_api.expect(last.locator(".content")).to_have_text(long_text)
+        expect(last.locator(".content")).to_have_text(long_text)
         no_horizontal_overflow(page)
         page.get_by_role("button", name="Load older messages").click()
-        sync_api.expect(top).to_have_count(100)
-        sync_api.expect(top.first).to_contain_text("message 901")
+        expect(top).to_have_count(100)
+        expect(top.first).to_contain_text("message 901")
         # The expanded message stays expanded when older pages come in.
         assert len(top.last.locator(".content").text_content() or "") == 100_000
         no_horizontal_overflow(page)
@@ -429,7 +433,7 @@ def test_long_message_and_long_conversation_on_a_narrow_window(
 def test_keyboard_only(page: Any, base_url: str, user: str) -> None:
     create_conversation(base_url, user, "Keyboard chat", tool_conversation())
     page.goto("/ui/#/signin")
-    sync_api.expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
     def tab_to(predicate: str, limit: int = 40) -> None:
         for _ in range(limit):
@@ -445,18 +449,18 @@ def test_keyboard_only(page: Any, base_url: str, user: str) -> None:
     tab_to("e.id === 'token'")
     page.keyboard.type(token_for(user))
     page.keyboard.press("Enter")
-    sync_api.expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
     tab_to("e.textContent === 'Keyboard chat'")
     page.keyboard.press("Enter")
-    sync_api.expect(page.get_by_role("heading", name="Keyboard chat")).to_be_visible()
+    expect(page.get_by_role("heading", name="Keyboard chat")).to_be_visible()
     tab_to("e.tagName === 'SUMMARY'")
     page.keyboard.press("Enter")
-    sync_api.expect(page.locator("details.tool-call").first.locator(".tool-result")).to_be_visible()
+    expect(page.locator("details.tool-call").first.locator(".tool-result")).to_be_visible()
     tab_to("e.id === 'budget'")
     page.keyboard.press("Control+A")
     page.keyboard.type("100000")
     page.keyboard.press("Enter")
-    sync_api.expect(page.locator(".in-window").first).to_be_visible()
+    expect(page.locator(".in-window").first).to_be_visible()
 
 
 def test_search_finds_a_message_and_opens_its_conversation(
@@ -468,12 +472,12 @@ def test_search_finds_a_message_and_opens_its_conversation(
     page.get_by_label("Search messages").fill("pasta")
     page.get_by_role("button", name="Search").click()
     hits = page.locator("#hits > li")
-    sync_api.expect(hits).to_have_count(1)
-    sync_api.expect(hits.first.locator("mark")).to_have_text("pasta")
+    expect(hits).to_have_count(1)
+    expect(hits.first.locator("mark")).to_have_text("pasta")
     hits.first.get_by_role("link", name="Cooking").click()
-    sync_api.expect(page.get_by_role("heading", name="Cooking")).to_be_visible()
+    expect(page.get_by_role("heading", name="Cooking")).to_be_visible()
     page.goto("/ui/#/search?q=nothingmatchesthis")
-    sync_api.expect(page.locator("#no-hits")).to_be_visible()
+    expect(page.locator("#no-hits")).to_be_visible()
 
 
 def test_the_page_is_public_and_the_dev_token_needs_dev(tmp_path: Path) -> None:

@@ -535,6 +535,8 @@
         state.window = { budget, messages: (data && data.messages) || [] };
         clearStatus();
         renderMessages();
+        const first = list.querySelector(".in-window");
+        if (first) first.scrollIntoView({ block: "nearest" });
       } catch (err) {
         report(err);
       }
