@@ -20,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from fastapi.testclient import TestClient
+from playwright.sync_api import Route, expect, sync_playwright
 
+from convostore.config import Settings
+from convostore.server import create_app
 from convostore.server.auth import create_access_token
+from convostore.server.webui import DEV_ENV
 from tests.conftest import IN_CI
 from tests.realserver import running_server
 from tests.server.conftest import SECRET
@@ -349,18 +354,20 @@ def test_another_users_conversation_in_the_url_is_not_found(
 def test_an_expired_token_shows_the_sign_in_again(page: Any, base_url: str, user: str) -> None:
     conv = create_conversation(base_url, user, "Later", [{"role": "user", "content": "hi"}])
     page.goto("/ui/#/signin")
-    page.get_by_label("Bearer token").fill(token_for(user, expires_in=2))
+    short = token_for(user, expires_in=3)  # valid for 2 s at least (exp is whole seconds)
+    page.get_by_label("Bearer token").fill(short)
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("link", name="Later")).to_be_visible()
-    time.sleep(2.5)  # the token's own lifetime: nothing to poll for
+    expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time() + 0.2))  # the token's own clock: nothing to poll
     page.get_by_role("link", name="Later").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator("#signin-error")).to_contain_text("sign in again")
     expect(page.locator("#who")).to_have_text("")
     assert page.evaluate("() => sessionStorage.getItem('convostore.token')") is None
-    # An expired token pasted in is refused at the form.
-    page.get_by_label("Bearer token").fill(token_for(user, expires_in=1))
-    time.sleep(1.2)
+    # A token that has already expired is refused at the form.
+    expired = token_for(user, expires_in=None, extra_claims={"exp": int(time.time()) - 60})
+    page.get_by_label("Bearer token").fill(expired)
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#signin-error")).to_contain_text("refused")
     # Signing in again goes back where the person was.
@@ -498,3 +505,122 @@ def test_the_page_is_public_and_the_dev_token_needs_dev(tmp_path: Path) -> None:
         assert "token" not in minted.text
         assert httpx.get(base + "/ui/nothing-here.js").status_code == 404
         assert httpx.get(base + "/v1/conversations").status_code == 401  # the data is not public
+
+
+def test_the_page_copes_with_string_ids_and_unix_timestamps(page: Any) -> None:
+    """The API's ids may become strings ("conv_7") and its times Unix seconds: the page
+    treats ids as opaque and reads either time format (API answers stubbed here)."""
+    stamp = 1_764_700_000  # 2025-12-02
+    conv = {
+        "id": "conv_7",
+        "object": "conversation",
+        "title": "Future shapes",
+        "metadata": None,
+        "message_count": 2,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    messages = [
+        {"id": "msg_1", "position": 1, "role": "user", "content": "hi", "created_at": stamp},
+        {
+            "id": "msg_2",
+            "position": 2,
+            "role": "assistant",
+            "content": "hello",
+            "created_at": stamp,
+        },
+    ]
+
+    def answer(route: Route) -> None:
+        url = route.request.url
+        method = route.request.method
+        if "/v1/conversations/conv_7/messages" in url:
+            body: Any = {"data": messages[::-1], "has_more": False, "next_cursor": None}
+        elif "/v1/conversations/conv_7" in url and method == "DELETE":
+            body = {"id": "conv_7", "object": "conversation.deleted", "deleted": True}
+        elif "/v1/conversations/conv_7" in url:
+            body = conv
+        elif "/v1/conversations/conv_bad" in url:
+            error = {"type": "invalid_request_error", "code": "validation_error"}
+            body = {"error": {**error, "message": "bad id", "param": "conversation_id"}}
+            route.fulfill(status=400, json=body)
+            return
+        else:
+            body = {"data": [conv], "has_more": False, "next_cursor": None}
+        route.fulfill(json=body)
+
+    page.route("**/v1/**", answer)
+    sign_in(page, "alice")
+    link = page.get_by_role("link", name="Future shapes")
+    expect(link).to_have_attribute("href", "#/c/conv_7")
+    expect(page.locator("#conversations time").first).to_have_attribute(
+        "datetime", "2025-12-02T18:26:40.000Z"
+    )
+    link.click()
+    expect(page.get_by_role("heading", name="Future shapes")).to_be_visible()
+    expect(page.locator("#messages > li")).to_have_count(2)
+    expect(page.locator("#messages time").first).to_have_attribute(
+        "datetime", "2025-12-02T18:26:40.000Z"
+    )
+    page.get_by_role("button", name="Delete conversation").click()
+    page.get_by_role("button", name="Yes, delete it").click()
+    expect(page.get_by_role("heading", name="Conversations")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("Deleted")
+    page.goto(conv_url("conv_bad"))
+    expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
+    expect(page.locator("#not-found")).to_contain_text("bad id")
+
+
+# ---------------------------------------------------------------------------- in process
+
+
+def ui_client(dev: bool | None, **settings: Any) -> TestClient:
+    """The app without its lifespan: the UI routes need no database."""
+    config = Settings(database_url="sqlite://", jwt_secret_key=SECRET, **settings)
+    return TestClient(create_app(config, dev=dev))
+
+
+def test_the_dev_token_is_a_valid_token_of_this_server() -> None:
+    client = ui_client(True, jwt_issuer="https://id.example", jwt_audience="convostore")
+    assert client.get("/ui/dev").json() == {"dev": True}
+    minted = client.post("/ui/dev-token", json={"user_id": "alice"})
+    assert minted.status_code == 200, minted.text
+    body = minted.json()
+    claims = jwt.decode(
+        body["token"],
+        SECRET,
+        algorithms=["HS256"],
+        audience="convostore",
+        issuer="https://id.example",
+    )
+    assert claims["sub"] == "alice" == body["user_id"]
+    assert claims["exp"] - claims["iat"] == body["expires_in"] == 3600
+    capped = ui_client(True, jwt_max_lifetime=600).post("/ui/dev-token", json={"user_id": "bo"})
+    assert capped.json()["expires_in"] == 600
+
+
+@pytest.mark.parametrize("body", [{"user_id": ""}, {}, {"user_id": "a", "admin": True}])
+def test_the_dev_token_refuses_bad_input(body: dict[str, Any]) -> None:
+    response = ui_client(True).post("/ui/dev-token", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_dev_routes_follow_the_flag_and_serves_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ui_client(False).get("/ui/dev").status_code == 404
+    assert ui_client(False).post("/ui/dev-token", json={"user_id": "a"}).status_code == 404
+    monkeypatch.setenv(DEV_ENV, "1")
+    assert ui_client(None).get("/ui/dev").status_code == 200
+    assert ui_client(False).get("/ui/dev").status_code == 404
+    monkeypatch.delenv(DEV_ENV)
+    assert ui_client(None).get("/ui/dev").status_code == 404
+
+
+def test_the_ui_is_not_part_of_the_api_schema() -> None:
+    client = ui_client(True)
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p == "/" or p.startswith("/ui")]
+    assert client.get("/ui", follow_redirects=False).headers.get("location") == "/ui/"
+    assert client.get("/ui/", params={"anything": "1"}).status_code == 200
+    put = client.put("/ui/app.js")
+    assert put.status_code == 405 and put.headers["allow"] == "GET, HEAD"
