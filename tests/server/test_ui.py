@@ -227,6 +227,11 @@ def test_dev_sign_in_lists_by_recent_activity_and_loads_more(
     expect(page.get_by_role("button", name="Load more conversations")).to_be_hidden()
     titles = items.locator("a").all_text_contents()
     assert titles == [f"Chat number {i}" for i in range(22, -1, -1)]
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("() => sessionStorage.getItem('convostore.token')") is None
+    page.goto("/ui/#/")  # signed out: the list is not shown
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
 
 def test_conversation_groups_tool_calls_under_their_call(
@@ -349,6 +354,9 @@ def test_another_users_conversation_in_the_url_is_not_found(
     expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
     page.goto(conv_url("not-an-id"))
     expect(page.get_by_role("heading", name="Conversation not found")).to_be_visible()
+    empty = create_conversation(base_url, user, "Empty", [])
+    page.goto(conv_url(empty))
+    expect(page.locator("#no-messages")).to_have_text("No messages yet.")
 
 
 def test_an_expired_token_shows_the_sign_in_again(page: Any, base_url: str, user: str) -> None:
@@ -433,6 +441,11 @@ def test_long_message_and_long_conversation_on_a_narrow_window(
         # The expanded message stays expanded when older pages come in.
         assert len(top.last.locator(".content").text_content() or "") == 100_000
         no_horizontal_overflow(page)
+        # A window reaching past the loaded pages says so, and marks what is loaded.
+        page.get_by_label("Token budget").fill("100000")
+        page.get_by_role("button", name="Highlight the model's window").click()
+        expect(page.locator("#window-summary")).to_contain_text("older than those shown")
+        expect(page.locator(".in-window")).to_have_count(100)
     finally:
         context.close()
 

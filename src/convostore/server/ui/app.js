@@ -673,6 +673,7 @@
         }
         items.push(item);
       }
+      if (items.length === 0) items.push(el("li", { class: "note", id: "no-messages", text: "No messages yet." }));
       list.replaceChildren(...items);
       older.hidden = !state.hasOlder;
       if (!state.window) {
