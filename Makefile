@@ -25,7 +25,10 @@ postgres: ## Start (or install) the local PostgreSQL the tests use, and install 
 run: setup ## Migrate the embedded SQLite database and serve the REST API on http://$(HOST):$(PORT)
 	$(BIN)/convostore serve --migrate --host $(HOST) --port $(PORT) $(if $(JWT_SECRET_KEY),,--dev)
 
-test: setup postgres ## Run the whole test suite on SQLite and PostgreSQL
+chromium: ## Install Debian's Chromium if missing (the history browser's tests drive it)
+	@bash scripts/ensure-chromium.sh
+
+test: setup postgres chromium ## Run the whole test suite on SQLite and PostgreSQL
 	$(BIN)/pytest
 
 lint: setup ## ruff and mypy
@@ -43,4 +46,4 @@ bench: setup postgres ## Benchmarks: convostore vs raw SQL and the alternatives 
 bench-scale: setup postgres ## Benchmarks: W4/W5/W7 stay flat as data grows to 1M rows (+ plot)
 	$(BIN)/python -m benchmarks --scale $(BENCH_ARGS)
 
-.PHONY: help setup postgres run test lint format bench bench-scale
+.PHONY: help setup postgres chromium run test lint format bench bench-scale

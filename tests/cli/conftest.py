@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.chdir(tmp_path)
-    for name in ("DATABASE_URL", "JWT_SECRET_KEY", "JWT_ALGORITHM", "CONVOSTORE_PURGE_EVERY"):
+    for name in (
+        "DATABASE_URL",
+        "JWT_SECRET_KEY",
+        "JWT_ALGORITHM",
+        "CONVOSTORE_PURGE_EVERY",
+        "CONVOSTORE_SERVE_DEV",
+    ):
         # setenv first so that monkeypatch restores the original state even if a command
         # (serve --database-url / --dev) writes these variables into os.environ.
         monkeypatch.setenv(name, "")

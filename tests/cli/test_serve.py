@@ -132,3 +132,23 @@ def test_help_everywhere(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+@pytest.mark.parametrize("dev", [True, False])
+def test_serve_tells_its_workers_about_dev_only_with_dev(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dev: bool
+) -> None:
+    """The history browser's token route follows --dev, never an inherited variable."""
+    import uvicorn
+
+    from convostore.server.webui import DEV_ENV
+
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.update(value=os.environ.get(DEV_ENV)))
+    monkeypatch.setenv(DEV_ENV, "1")  # as if a parent process had it; restored after the test
+    url = f"sqlite:///{tmp_path / 'dev.db'}"
+    args = ["serve", "--migrate", "--database-url", url] + (["--dev"] if dev else [])
+    result = runner.invoke(app, args, env={"JWT_SECRET_KEY": SECRET})
+    assert result.exit_code == 0, result.output
+    assert seen["value"] == ("1" if dev else None)
+    assert "/ui/" in result.output

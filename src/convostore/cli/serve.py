@@ -29,7 +29,8 @@ def serve(
         bool,
         typer.Option(
             "--dev",
-            help="Development: without JWT_SECRET_KEY, generate a random secret for this process.",
+            help="Development: without JWT_SECRET_KEY, generate a random secret for this process; "
+            "the history browser (/ui/) mints a token for any user id in one click.",
         ),
     ] = False,
     reload: Annotated[
@@ -55,12 +56,19 @@ def serve(
 
         from convostore.server.auth import Authenticator, check_algorithm
         from convostore.server.ratelimit import RateLimiter
+        from convostore.server.webui import DEV_ENV
 
         if database_url:
             os.environ["DATABASE_URL"] = database_url
         if purge_every is not None:
             # Workers and the reloader are child processes: they read it from the environment.
             os.environ["CONVOSTORE_PURGE_EVERY"] = str(purge_every)
+        # The history browser's one-click token exists only under --dev (its workers and
+        # the reloader read this from the environment; an inherited value never counts).
+        if dev:
+            os.environ[DEV_ENV] = "1"
+        else:
+            os.environ.pop(DEV_ENV, None)
         settings = Settings()
         check_algorithm(settings.jwt_algorithm)
         generated: str | None = None
@@ -85,6 +93,7 @@ def serve(
         _prepare_database(settings.database_url, migrate, settings.database_direct_url)
     url = f"http://{host}:{port}"
     console.print(f"convostore serving [bold]{url}[/bold]  (API docs: {url}/docs)")
+    console.print(f"history browser: [bold]{url}/ui/[/bold]")
     if generated is not None:
         console.print(
             "[yellow]--dev:[/yellow] generated a random JWT secret for this process. "

@@ -25,6 +25,7 @@ from convostore.server.errors import install_error_handlers, method_table, query
 from convostore.server.limits import BodySizeLimitMiddleware
 from convostore.server.ratelimit import RateLimiter
 from convostore.server.routes import api_router
+from convostore.server.webui import dev_mode_from_env, install_ui
 from convostore.store import AsyncStore
 
 __all__ = ["create_app"]
@@ -46,8 +47,12 @@ Errors always look like
 """
 
 
-def create_app(settings: Settings | None = None, *, store: AsyncStore | None = None) -> FastAPI:
-    """Build the API. ``store``: serve this (already open) store instead of opening one."""
+def create_app(
+    settings: Settings | None = None, *, store: AsyncStore | None = None, dev: bool | None = None
+) -> FastAPI:
+    """Build the API. ``store``: serve this (already open) store instead of opening one.
+    ``dev``: also mint development tokens for the history browser (default: whether
+    ``convostore serve --dev`` started this process)."""
     settings = settings if settings is not None else Settings()
     # Both refuse a bad configuration here, before anything is served.
     authenticator = Authenticator(settings)
@@ -95,6 +100,7 @@ def create_app(settings: Settings | None = None, *, store: AsyncStore | None = N
         per_path={"/v1/import": settings.max_import_bytes},
     )
     app.include_router(api_router)
+    install_ui(app, settings, dev=dev_mode_from_env() if dev is None else dev)
     app.state.allowed_methods = method_table(app)
     app.state.query_params = query_table(app)
     return app

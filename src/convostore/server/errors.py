@@ -205,7 +205,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     field = "body" if status == 413 else None
     headers = dict(exc.headers or {})
     if status == 405:
-        headers["Allow"] = allowed_methods(request)
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
     return error_response(status, code, detail, field, headers=headers)
 
 
