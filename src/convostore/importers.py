@@ -43,7 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from convostore import _sql
-from convostore.adapters._common import content_text, item_chat_form, part_text, shorten
+from convostore.items import content_text, item_chat_form, part_text, shorten
 from convostore.config import get_settings
 from convostore.db import WRITE_OPTION, sqlite_write_lock
 from convostore.errors import ValidationError
