@@ -231,16 +231,17 @@ def parse_item_id(value: str, field: str = "item_id") -> tuple[int, int]:
 
 
 def _as_item(item: Item) -> Item:
-    """A message in the Responses "easy input" form (``{"role", "content": "text"}``) in
-    the full form the Conversations API answers with; every other item unchanged."""
-    if item.get("type") is not None or not isinstance(item.get("role"), str):
+    """A message in the Responses "easy input" form (no ``type``, or text ``content``) in
+    the full form the Conversations API answers with (``type: "message"``, content parts);
+    every other item unchanged."""
+    if item.get("type") not in (None, "message") or not isinstance(item.get("role"), str):
         return item
     content = item.get("content")
     if isinstance(content, str):
-        kind = "output_text" if item["role"] in _OUTPUT_ROLES else "input_text"
-        content = [{"type": kind, "text": content}]
-        if kind == "output_text":
-            content[0]["annotations"] = []
+        part: Item = {"type": "input_text", "text": content}
+        if item["role"] in _OUTPUT_ROLES:
+            part = {"type": "output_text", "text": content, "annotations": []}
+        content = [part]
     return {"type": "message", **item, "content": content}
 
 
