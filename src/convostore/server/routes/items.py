@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.items import conversation_items, item_to_message, parse_item_id
@@ -31,14 +31,23 @@ ItemId = Annotated[
     str,
     Path(max_length=64, description="The item's id (`msg_12`, `fc_12`...).", examples=["msg_1"]),
 ]
-Include = Annotated[
-    list[str] | None,
-    Query(
-        max_length=16,
-        description="OpenAI's extra output fields: accepted, and nothing is left out to "
-        "include (an item is stored whole).",
-    ),
-]
+_INCLUDE_HELP = (
+    "OpenAI's extra output fields: accepted, and nothing is left out to include (an item "
+    "is stored whole)."
+)
+
+
+def _include(
+    include: Annotated[list[str] | None, Query(max_length=16, description=_INCLUDE_HELP)] = None,
+    brackets: Annotated[
+        list[str] | None,
+        Query(alias="include[]", max_length=16, description="`include`, as the clients send it."),
+    ] = None,
+) -> list[str]:
+    return [*(include or ()), *(brackets or ())]
+
+
+Include = Annotated[list[str], Depends(_include)]
 
 
 def _page(items: list[Item], has_more: bool) -> ConversationItemList:
@@ -77,7 +86,7 @@ async def create_items(
     body: ItemsCreate,
     user: CurrentUser,
     store: StoreDep,
-    include: Include = None,
+    include: Include,
 ) -> ConversationItemList:
     """Append up to 20 items in order, all or nothing; answers them with their ids."""
     messages = [item_to_message(item, field=f"items[{i}]") for i, item in enumerate(body.items)]
@@ -92,13 +101,13 @@ async def list_items(
     conversation_id: ConversationId,
     user: CurrentUser,
     store: StoreDep,
+    include: Include,
     after: Annotated[
         str | None,
         Query(max_length=64, description="An item id: only the items after it, in `order`."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ITEM_PAGE, description="Page size.")] = 20,
     order: Annotated[Literal["asc", "desc"], Query(description="Oldest or newest first.")] = "desc",
-    include: Include = None,
 ) -> ConversationItemList:
     """The conversation's items, newest first unless `order=asc`."""
     descending = order == "desc"
@@ -139,7 +148,7 @@ async def get_item(
     item_id: ItemId,
     user: CurrentUser,
     store: StoreDep,
-    include: Include = None,
+    include: Include,
 ) -> Item:
     """One item of the conversation."""
     row, index = await _resolve(store, user, conversation_id, item_id)
