@@ -429,3 +429,19 @@ def test_a_bad_token_is_an_authentication_error(served: str) -> None:
         with pytest.raises(openai.AuthenticationError) as caught:
             stranger.conversations.create()
     assert caught.value.type == "authentication_error"
+
+
+def test_the_docs_example_runs(served: str, user: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/openai.md's client example, as written, against the server."""
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "openai.md"
+    example = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.DOTALL)[0]
+    monkeypatch.setenv("CONVOSTORE_TOKEN", token(user))
+    code = example.replace("http://127.0.0.1:8000/v1", served)
+    ns: dict[str, Any] = {"__name__": "openai_example"}
+    exec(compile(code, "docs/openai.md", "exec"), ns)
+    assert ns["item"].type == "message" and ns["conv"].metadata == {"topic": "travel"}
+    with client_for(served, user) as client, pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(ns["conv"].id)  # the example deletes it at its end
