@@ -24,12 +24,12 @@ exists. :func:`parse_item_id` reads any ``<prefix>_<n>[_<k>]`` back as (row ``n`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from convostore.errors import ValidationError
 from convostore.models import MAX_ID_LENGTH
-from convostore.schemas import MessagePublic
+from convostore.schemas import MessageCreate, MessagePublic, validate_messages
 
 __all__ = [
     "ITEM_KEY",
@@ -40,6 +40,7 @@ __all__ = [
     "item_id",
     "item_label",
     "item_to_message",
+    "items_to_messages",
     "message_items",
     "or_label",
     "parse_item_id",
@@ -173,6 +174,17 @@ def item_to_message(item: Any, *, field: str = "item") -> dict[str, Any]:
     message = item_chat_form(item)
     message["metadata"] = {ITEM_KEY: dict(item)}
     return message
+
+
+def items_to_messages(
+    items: Sequence[Any], *, max_content_length: int, field: str = "items"
+) -> list[MessageCreate]:
+    """:func:`item_to_message` for each item, validated as the store will (so that an
+    error names the item, ``items[3].content``, not the message it would have become)."""
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
+        raise ValidationError(field, "must be a list of items")
+    messages = [item_to_message(item, field=f"{field}[{i}]") for i, item in enumerate(items)]
+    return validate_messages(messages, max_content_length=max_content_length, field=field)
 
 
 def message_items(message: MessagePublic) -> list[Item]:

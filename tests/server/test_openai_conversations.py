@@ -419,6 +419,12 @@ def test_bad_ids_and_too_many_items(client: OpenAI) -> None:
         lambda: client.conversations.items.create(conv.id, items=[{"content": "x"}]),
         "items[0].type",
     )
+    too_long = said("user", "x" * 10_001)  # over the server's CONVOSTORE_MAX_CONTENT_LENGTH
+    bad(lambda: client.conversations.items.create(conv.id, items=[too_long]), "items[0].content")
+    bad(
+        lambda: client.conversations.create(items=[said("user", "ok"), too_long]),
+        "items[1].content",
+    )
     with pytest.raises(openai.NotFoundError):
         client.conversations.items.retrieve("msg_999999999", conversation_id=conv.id)
     assert list(client.conversations.items.list(conv.id)) == []  # nothing half-written

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from convostore._ops import MAX_CONVERSATION_PAGE
 from convostore.errors import ValidationError
-from convostore.items import item_to_message
+from convostore.items import items_to_messages
 from convostore.schemas import ConversationPublic
 from convostore.server.deps import AfterCursor, CurrentUser, StoreDep
 from convostore.server.errors import responses
@@ -70,7 +70,8 @@ async def create_conversation(
     if body.items is not None:
         if messages:
             raise ValidationError("items", "give items or messages, not both")
-        messages = [item_to_message(item, field=f"items[{i}]") for i, item in enumerate(body.items)]
+        limit = store.config.max_content_length
+        messages = items_to_messages(body.items, max_content_length=limit)
     return await store.create_conversation(
         user,
         title=body.title,

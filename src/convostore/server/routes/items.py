@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from convostore.errors import ConflictError, NotFoundError, ValidationError
-from convostore.items import conversation_items, item_to_message, parse_item_id
+from convostore.items import conversation_items, items_to_messages, parse_item_id
 from convostore.schemas import ConversationPublic, MessagePublic
 from convostore.server.deps import CurrentUser, StoreDep
 from convostore.server.errors import responses
@@ -89,7 +89,7 @@ async def create_items(
     include: Include,
 ) -> ConversationItemList:
     """Append up to 20 items in order, all or nothing; answers them with their ids."""
-    messages = [item_to_message(item, field=f"items[{i}]") for i, item in enumerate(body.items)]
+    messages = items_to_messages(body.items, max_content_length=store.config.max_content_length)
     stored = await store.append_messages(user, conversation_id, messages) if messages else []
     if not messages:  # nothing to write: still a 404 for a conversation that is not there
         await store.get_conversation(user, conversation_id)
