@@ -12,8 +12,11 @@ from fastapi import FastAPI
 
 from convostore import AsyncStore
 from convostore.config import Settings
+from convostore.db import make_engine
+from convostore.migrate import upgrade
 from convostore.server import create_app
 from convostore.server.auth import create_access_token
+from tests.conftest import POOLED, pooled_url
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 too
 
@@ -74,7 +77,7 @@ def assert_error(response: ResponseLike, status: int, code: str, field: str | No
 
 
 #: The databases a real ``convostore serve`` is started on, one per test module.
-SERVED_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+SERVED_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), POOLED]
 
 
 @pytest.fixture(scope="module", params=SERVED_BACKENDS)
@@ -83,8 +86,9 @@ def served(
     tmp_path_factory: pytest.TempPathFactory,
     pg_database: Callable[[str], str],
 ) -> Iterator[str]:
-    """A real ``convostore serve`` process for the module on each database (a fresh one,
-    migrated by the server): its ``/v1`` base URL, what an OpenAI client's ``base_url`` is."""
+    """A real ``convostore serve`` process for the module on each database (a fresh one:
+    SQLite, PostgreSQL, and PostgreSQL through PgBouncer in transaction mode): its ``/v1``
+    base URL, what an OpenAI client's ``base_url`` is."""
     from tests.realserver import running_server
 
     workdir = tmp_path_factory.mktemp(f"served-{request.param}")
@@ -92,6 +96,11 @@ def served(
         url = f"sqlite:///{workdir / 'convostore.db'}"
     else:
         url = pg_database(f"convostore_served_{Path(str(request.node.path)).stem}")
+    if request.param == "pgbouncer":  # migrated directly: a pooled URL cannot migrate
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        url = pooled_url(url, request.getfixturevalue("pgbouncer_port"))
     with running_server(workdir, url, secret=SECRET) as base:
         yield f"{base}/v1"
 
