@@ -458,6 +458,34 @@ async def test_popped_key_can_be_appended_again(api: MaybeAsync) -> None:
     assert [m.key for m in await api.get_messages(ALICE, conv.id)] == ["k"]
 
 
+async def test_get_and_delete_one_message(api: MaybeAsync) -> None:
+    conv = await api.create_conversation(ALICE, messages=[user(str(i)) for i in range(1, 6)])
+    rows = await api.get_messages(ALICE, conv.id)
+    assert (await api.get_message(ALICE, conv.id, rows[2].id)) == rows[2]
+    other = await api.create_conversation("bob")
+    for user_id, cid in ((ALICE, other.id), ("bob", conv.id)):
+        with pytest.raises(NotFoundError):
+            await api.get_message(user_id, cid, rows[2].id)
+        with pytest.raises(NotFoundError):
+            await api.delete_message(user_id, cid, rows[2].id)
+    removed = await api.delete_message(ALICE, conv.id, rows[2].id)
+    assert (removed.position, removed.content) == (3, "3")
+    with pytest.raises(NotFoundError):
+        await api.get_message(ALICE, conv.id, rows[2].id)
+    # The later messages moved up: positions stay gapless, and the next append follows.
+    await api.append_message(ALICE, conv.id, user("6"))
+    left = await api.get_messages(ALICE, conv.id)
+    assert [(m.position, m.content) for m in left] == [
+        (1, "1"),
+        (2, "2"),
+        (3, "4"),
+        (4, "5"),
+        (5, "6"),
+    ]
+    assert (await api.get_conversation(ALICE, conv.id)).message_count == 5
+    assert [m.id for m in left[2:4]] == [rows[3].id, rows[4].id]
+
+
 async def test_delete_messages_after(api: MaybeAsync) -> None:
     conv = await api.create_conversation(ALICE, messages=[user(str(i)) for i in range(1, 6)])
     removed = await api.delete_messages_after(ALICE, conv.id, 2)

@@ -787,6 +787,34 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     return sorted((_message(r) for r in rows), key=lambda m: m.position)
 
 
+@operation(Mode.READ)
+def get_message(tx: Tx, user_id: str, conversation_id: int, message_id: int) -> MessagePublic:
+    """One message of the user's conversation, by id (``NotFoundError`` otherwise)."""
+    cid, mid = _conversation_id(conversation_id), _message_id(message_id)
+    params = {"mid": mid, "cid": cid, "uid": user_id, "now": _now(tx), "stale": _stale(tx)}
+    rows = _read(tx, _sql.MESSAGE_BY_ID, params)
+    if not rows:
+        _require_conversation(tx, user_id, cid)
+        raise NotFoundError("message", message_id)
+    return construct_trusted(MessagePublic, rows[0])
+
+
+@operation(Mode.WRITE)
+def delete_message(tx: Tx, user_id: str, conversation_id: int, message_id: int) -> MessagePublic:
+    """Delete one message, wherever it is; the later ones move up a position (positions
+    stay gapless). Returns the deleted message."""
+    cid, mid = _conversation_id(conversation_id), _message_id(message_id)
+    conv = _require_conversation(tx, user_id, cid, lock=True)
+    rows = tx.conn.execute(_sql.delete_message(cid, mid), {"stale": _stale(tx)}).all()
+    if not rows:
+        raise NotFoundError("message", message_id)
+    removed = _message(rows[0])
+    for stmt in _sql.close_gap(cid, removed.position, conv.message_count):
+        tx.conn.execute(stmt)
+    tx.conn.execute(_sql.shrink_conversation(user_id, cid, _now(tx)))
+    return removed
+
+
 # --------------------------------------------------------------------------- search
 
 

@@ -924,6 +924,48 @@ def delete_messages_after(conversation_id: int, position: int) -> ReturningDelet
     )
 
 
+_MID = bindparam("mid", type_=BigInteger())
+
+#: One message of a live conversation of its owner, by id (params: ``mid``, ``cid``,
+#: ``uid``, ``now``, ``stale``).
+MESSAGE_BY_ID: Select[Any] = select(*MESSAGE_COLUMNS).where(
+    M.c.id == _MID,
+    M.c.conversation_id == _CID,
+    M.c.user_id == _UID,
+    exists().where(C.c.id == _CID, C.c.user_id == _UID, live()),
+)
+
+
+def delete_message(conversation_id: int, message_id: int) -> ReturningDelete[Any]:
+    """Remove one message, returning it (param: ``stale``)."""
+    return (
+        delete(M)
+        .where(M.c.conversation_id == conversation_id, M.c.id == message_id)
+        .returning(*MESSAGE_COLUMNS)
+    )
+
+
+def close_gap(conversation_id: int, position: int, count: int) -> list[Update]:
+    """Move the messages after a deleted ``position`` down by one, keeping positions
+    gapless. Two steps, so that no row ever takes a position another still holds (a
+    unique constraint is checked row by row): past ``count`` (the highest position),
+    then back to ``position..count-1``."""
+    mine = M.c.conversation_id == conversation_id
+    return [
+        update(M).where(mine, M.c.position > position).values(position=M.c.position + count),
+        update(M).where(mine, M.c.position > count).values(position=M.c.position - count - 1),
+    ]
+
+
+def shrink_conversation(user_id: str, conversation_id: int, now: datetime) -> Update:
+    """One message fewer (a deleted item), its activity now."""
+    return (
+        update(C)
+        .where(*owned(user_id, conversation_id, now))
+        .values(message_count=C.c.message_count - 1, updated_at=now)
+    )
+
+
 # ----------------------------------------------------------- export / import / stats (io.py)
 
 

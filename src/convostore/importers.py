@@ -43,11 +43,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from convostore import _sql
-from convostore.adapters._common import content_text, item_chat_form, part_text, shorten
 from convostore.config import get_settings
 from convostore.db import WRITE_OPTION, sqlite_write_lock
 from convostore.errors import ValidationError
 from convostore.io import ExportedConversation, _check, _Collision, _insert, _pydantic_reason
+from convostore.items import content_text, item_chat_form, part_text, shorten
 from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH
 from convostore.schemas import validate_user_id
 

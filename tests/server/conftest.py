@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -11,8 +12,11 @@ from fastapi import FastAPI
 
 from convostore import AsyncStore
 from convostore.config import Settings
+from convostore.db import make_engine
+from convostore.migrate import upgrade
 from convostore.server import create_app
 from convostore.server.auth import create_access_token
+from tests.conftest import POOLED, pooled_url
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for HS512 too
 
@@ -58,12 +62,49 @@ class ResponseLike(Protocol):
 
 
 def assert_error(response: ResponseLike, status: int, code: str, field: str | None = None) -> None:
-    """The one error shape: {"error": {"code", "message", "field"?}}, naming the field."""
+    """The one error shape: {"error": {"code", "message", "type", "param", "field"?}} (ours
+    and OpenAI's envelope), naming the field."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["type"], str) and body["error"]["type"]
+    assert body["error"]["param"] == body["error"].get("field")
     if field is not None:
         assert body["error"]["field"] == field
         assert field in body["error"]["message"]
+
+
+#: The databases a real ``convostore serve`` is started on, one per test module.
+SERVED_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), POOLED]
+
+
+@pytest.fixture(scope="module", params=SERVED_BACKENDS)
+def served(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: Callable[[str], str],
+) -> Iterator[str]:
+    """A real ``convostore serve`` process for the module on each database (a fresh one:
+    SQLite, PostgreSQL, and PostgreSQL through PgBouncer in transaction mode): its ``/v1``
+    base URL, what an OpenAI client's ``base_url`` is."""
+    from tests.realserver import running_server
+
+    workdir = tmp_path_factory.mktemp(f"served-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'convostore.db'}"
+    else:
+        url = pg_database(f"convostore_served_{Path(str(request.node.path)).stem}")
+    if request.param == "pgbouncer":  # migrated directly: a pooled URL cannot migrate
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        url = pooled_url(url, request.getfixturevalue("pgbouncer_port"))
+    with running_server(workdir, url, secret=SECRET) as base:
+        yield f"{base}/v1"
+
+
+def token(user: str) -> str:
+    """A bearer token for ``user``: an OpenAI client's ``api_key``."""
+    return create_access_token(user, secret=SECRET)

@@ -83,11 +83,11 @@ async def test_key_with_the_right_acts_for_the_named_user_and_is_logged(
     mine = (await client.get("/v1/conversations", headers=auth("bob"))).json()["data"]
     assert [c["title"] for c in mine] == ["for bob"]
     assert (await client.get("/v1/conversations", headers=auth("alice"))).json()["data"] == []
-    # Without a header such a key names nobody; a bad user id in the header is a 422.
+    # Without a header such a key names nobody; a bad user id in the header is a 400.
     no_user = await client.get("/v1/conversations", headers=bearer(key))
-    assert_error(no_user, 422, "validation_error", "X-Convostore-User")
+    assert_error(no_user, 400, "validation_error", "X-Convostore-User")
     bad = await client.get("/v1/conversations", headers=bearer(key, act_for=" "))
-    assert_error(bad, 422, "validation_error", "X-Convostore-User")
+    assert_error(bad, 400, "validation_error", "X-Convostore-User")
 
 
 async def test_the_header_is_refused_with_a_jwt(client: httpx.AsyncClient, auth: Auth) -> None:

@@ -77,7 +77,7 @@ async def test_readyz_is_503_when_the_database_is_down(backend: str, tmp_path: P
 
 
 async def test_body_over_limit_by_content_length(client: httpx.AsyncClient, auth: Auth) -> None:
-    big = {"title": "t", "metadata": {"blob": "x" * (64 * 1024)}}
+    big = {"title": "t", "messages": [{"role": "user", "content": "x" * (64 * 1024)}]}
     response = await client.post("/v1/conversations", json=big, headers=auth())
     assert_error(response, 413, "payload_too_large", "body")
     assert (await client.get("/v1/conversations", headers=auth())).json()["data"] == []
@@ -87,10 +87,10 @@ async def test_body_over_limit_when_streamed_without_length(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
-        yield b'{"title": "t", "metadata": {"blob": "'
+        yield b'{"title": "t", "messages": [{"role": "user", "content": "'
         for _ in range(20):
             yield b"y" * 8192
-        yield b'"}}'
+        yield b'"}]}'
 
     headers = {**auth(), "Content-Type": "application/json"}
     response = await client.post("/v1/conversations", content=chunks(), headers=headers)
@@ -99,7 +99,8 @@ async def test_body_over_limit_when_streamed_without_length(
 
 
 async def test_body_under_limit_is_fine(client: httpx.AsyncClient, auth: Auth) -> None:
-    ok = {"title": "t", "metadata": {"blob": "x" * (32 * 1024)}}
+    message = {"role": "user", "content": "hi", "metadata": {"blob": "x" * (32 * 1024)}}
+    ok = {"title": "t", "messages": [message]}
     assert (await client.post("/v1/conversations", json=ok, headers=auth())).status_code == 201
 
 
@@ -144,7 +145,7 @@ def test_error_table_is_the_documented_one() -> None:
 
     assert STATUS_BY_ERROR == {
         NotFoundError: 404,
-        ValidationError: 422,
+        ValidationError: 400,
         ConflictError: 409,
         UnavailableError: 503,
     }

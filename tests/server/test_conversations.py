@@ -26,14 +26,19 @@ async def test_create_with_title_metadata_and_messages(
         client,
         auth,
         title="Trip to Ghent",
-        metadata={"model": "gpt-x", "tags": ["travel"]},
+        metadata={"model": "gpt-x", "tags": "travel"},
         messages=[
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Bonjour 🌍"},
         ],
     )
     assert conv["title"] == "Trip to Ghent"
-    assert conv["metadata"] == {"model": "gpt-x", "tags": ["travel"]}
+    assert conv["metadata"] == {"model": "gpt-x", "tags": "travel"}
+    # OpenAI's Conversation object, convostore's fields beside it.
+    assert conv["id"].startswith("conv_") and conv["object"] == "conversation"
+    assert isinstance(conv["created_at"], int) and conv["created_at"] == conv["updated_at"]
+    bare = conv["id"].removeprefix("conv_")  # a path takes the bare row id too
+    assert (await client.get(f"/v1/conversations/{bare}", headers=auth())).json() == conv
     assert conv["message_count"] == 2
     assert conv["user_id"] == "alice"
     fetched = (await client.get(f"/v1/conversations/{conv['id']}", headers=auth())).json()
@@ -60,6 +65,20 @@ async def test_create_empty_body_and_auto_title(client: httpx.AsyncClient, auth:
         ({"title": "x" * 256}, "title"),
         ({"title": "   "}, "title"),
         ({"metadata": [1, 2]}, "metadata"),
+        # OpenAI's limits: 16 pairs, keys of 64 characters, string values of 512.
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata"),
+        ({"metadata": {"k": "v" * 513}}, "metadata"),
+        ({"metadata": {"k": 1}}, "metadata"),
+        ({"items": [{"role": "user", "content": "hi"}] * 21}, "items"),
+        (
+            {
+                "items": [{"type": "message", "role": "user", "content": "hi"}],
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "items",
+        ),
+        ({"items": ["hi"]}, "items[0]"),
         ({"unknown": 1}, "unknown"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
         (
@@ -76,7 +95,7 @@ async def test_create_validation_names_the_field(
     client: httpx.AsyncClient, auth: Auth, body: dict[str, Any], field: str
 ) -> None:
     response = await client.post("/v1/conversations", json=body, headers=auth())
-    assert_error(response, 422, "validation_error", field)
+    assert_error(response, 400, "validation_error", field)
     page = (await client.get("/v1/conversations", headers=auth())).json()
     assert page["data"] == []  # nothing half-written
 
@@ -85,13 +104,13 @@ async def test_invalid_json_and_wrong_type_body(client: httpx.AsyncClient, auth:
     headers = {**auth(), "Content-Type": "application/json"}
     assert_error(
         await client.post("/v1/conversations", content=b"{nope", headers=headers),
-        422,
+        400,
         "validation_error",
         "body",
     )
     assert_error(
         await client.post("/v1/conversations", json=[1, 2], headers=auth()),
-        422,
+        400,
         "validation_error",
     )
 
@@ -146,21 +165,24 @@ async def test_list_validation(
     client: httpx.AsyncClient, auth: Auth, params: dict[str, Any], field: str
 ) -> None:
     response = await client.get("/v1/conversations", params=params, headers=auth())
-    assert_error(response, 422, "validation_error", field)
+    assert_error(response, 400, "validation_error", field)
 
 
 async def test_update_partial_and_clear(client: httpx.AsyncClient, auth: Auth) -> None:
-    conv = await _create(client, auth, title="old", metadata={"a": 1})
+    conv = await _create(client, auth, title="old", metadata={"a": "1"})
     url = f"/v1/conversations/{conv['id']}"
     renamed = (await client.patch(url, json={"title": "new"}, headers=auth())).json()
-    assert (renamed["title"], renamed["metadata"]) == ("new", {"a": 1})
+    assert (renamed["title"], renamed["metadata"]) == ("new", {"a": "1"})
     cleared = (await client.patch(url, json={"metadata": None}, headers=auth())).json()
-    assert (cleared["title"], cleared["metadata"]) == ("new", None)
+    assert (cleared["title"], cleared["metadata"]) == ("new", {})  # cleared reads as {}
+    # OpenAI's update is a POST with the same body.
+    posted = (await client.post(url, json={"metadata": {"b": "2"}}, headers=auth())).json()
+    assert (posted["title"], posted["metadata"]) == ("new", {"b": "2"})
     unchanged = await client.patch(url, json={}, headers=auth())
     assert unchanged.status_code == 200 and unchanged.json()["title"] == "new"
     assert_error(
         await client.patch(url, json={"title": "t" * 300}, headers=auth()),
-        422,
+        400,
         "validation_error",
         "title",
     )
@@ -180,7 +202,7 @@ async def test_other_users_conversation_is_404_like_missing(
 ) -> None:
     conv = await _create(client, auth, title="secret", messages=[{"role": "user", "content": "x"}])
     cid = conv["id"]
-    missing = cid + 1000
+    missing = f"conv_{int(cid.removeprefix('conv_')) + 1000}"
     calls = [
         ("GET", "/v1/conversations/{}", None),
         ("PATCH", "/v1/conversations/{}", {"title": "mine now"}),
@@ -212,10 +234,10 @@ async def test_other_users_conversation_is_404_like_missing(
     assert (await client.get("/v1/conversations", headers=auth("mallory"))).json()["data"] == []
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "abc", str(2**63)])
-async def test_bad_conversation_id_is_422(client: httpx.AsyncClient, auth: Auth, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", str(2**63), "conv_", "conv_x", "msg_1"])
+async def test_bad_conversation_id_is_400(client: httpx.AsyncClient, auth: Auth, bad: str) -> None:
     response = await client.get(f"/v1/conversations/{bad}", headers=auth())
-    assert_error(response, 422, "validation_error", "conversation_id")
+    assert_error(response, 400, "validation_error", "conversation_id")
 
 
 async def test_erase_me(client: httpx.AsyncClient, auth: Auth) -> None:
@@ -233,11 +255,11 @@ async def test_erase_me(client: httpx.AsyncClient, auth: Auth) -> None:
 
 
 @pytest.mark.parametrize("query", ["limt=5", "=x", "limit=5&colour=red"])
-async def test_unknown_query_parameter_is_422(
+async def test_unknown_query_parameter_is_400(
     client: httpx.AsyncClient, auth: Auth, query: str
 ) -> None:
     response = await client.get(f"/v1/conversations?{query}", headers=auth())
-    assert_error(response, 422, "validation_error")
+    assert_error(response, 400, "validation_error")
     assert "unknown query parameter" in response.json()["error"]["message"]
     assert "after, limit" in response.json()["error"]["message"]
 
@@ -255,7 +277,7 @@ async def test_external_id_is_unique_per_user(client: httpx.AsyncClient, auth: A
 
 
 @pytest.mark.parametrize("depth", [33, 300, 20_000])
-async def test_deeply_nested_metadata_is_a_422_and_nothing_is_stored(
+async def test_deeply_nested_metadata_is_a_400_and_nothing_is_stored(
     client: httpx.AsyncClient, auth: Auth, depth: int
 ) -> None:
     body = '{"title": "t", "metadata": {"a": ' + "[" * depth + "1" + "]" * depth + "}}"
@@ -264,6 +286,6 @@ async def test_deeply_nested_metadata_is_a_422_and_nothing_is_stored(
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["code"] in {"validation_error", "bad_request"}
     if depth < 1000:  # parsed, then refused by the store's rule naming the field
-        assert_error(response, 422, "validation_error", "metadata")
+        assert_error(response, 400, "validation_error", "metadata")
     listed = await client.get("/v1/conversations", headers=auth())
     assert listed.status_code == 200 and listed.json()["data"] == []

@@ -60,22 +60,22 @@ async def test_multipart_zip_and_dry_run(
 async def test_bad_uploads_are_4xx_json(client: httpx.AsyncClient, auth: Auth) -> None:
     assert_error(await client.post("/v1/import", content=CHATGPT), 401, "unauthorized")
     r = await client.post("/v1/import", content=b"\x00\xffgarbage", headers=auth())
-    assert_error(r, 422, "validation_error", "format")
+    assert_error(r, 400, "validation_error", "format")
     r = await client.post("/v1/import", content=b'{"a": 1}', headers=auth())
-    assert_error(r, 422, "validation_error", "format")
+    assert_error(r, 400, "validation_error", "format")
     r = await client.post("/v1/import", content=b"PK\x03\x04broken zip", headers=auth())
-    assert r.status_code == 422, r.text
+    assert r.status_code == 400, r.text
     r = await client.post("/v1/import?format=bard", content=CHATGPT, headers=auth())
-    assert_error(r, 422, "validation_error", "format")
+    assert_error(r, 400, "validation_error", "format")
     r = await client.post("/v1/import?dryrun=1", content=CHATGPT, headers=auth())
-    assert_error(r, 422, "validation_error", "dryrun")
+    assert_error(r, 400, "validation_error", "dryrun")
     r = await client.post("/v1/import", files={"other": ("x", b"[]")}, headers=auth())
-    assert_error(r, 422, "validation_error", "file")
+    assert_error(r, 400, "validation_error", "file")
     empty = await client.post("/v1/import", content=b"", headers=auth())
     assert empty.status_code == 200 and empty.json()["summary"]["imported"] == 0
     jsonl = b'{"id": 1, "user_id": "mallory", "messages": []}\n'
     r = await client.post("/v1/import", content=jsonl, headers=auth())
-    assert_error(r, 422, "validation_error", "format")
+    assert_error(r, 400, "validation_error", "format")
 
 
 async def test_import_has_its_own_size_limit(

@@ -18,9 +18,14 @@ LIMIT = 4096
 
 
 def body_of(size: int) -> bytes:
-    """A valid conversation-create body of exactly ``size`` bytes."""
-    empty = json.dumps({"title": "t", "metadata": {"pad": ""}}).encode()
-    body = json.dumps({"title": "t", "metadata": {"pad": "x" * (size - len(empty))}}).encode()
+    """A valid conversation-create body of exactly ``size`` bytes (the padding in a
+    message's metadata: a conversation's is limited to OpenAI's 16 short pairs)."""
+
+    def create(pad: str) -> bytes:
+        message = {"role": "user", "content": "hi", "metadata": {"pad": pad}}
+        return json.dumps({"title": "t", "messages": [message]}).encode()
+
+    body = create("x" * (size - len(create(""))))
     assert len(body) == size
     return body
 

@@ -13,13 +13,15 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "weather",
 
 
 @pytest.fixture
-async def conv(client: httpx.AsyncClient, auth: Auth) -> int:
+async def conv(client: httpx.AsyncClient, auth: Auth) -> str:
     response = await client.post("/v1/conversations", json={"title": "t"}, headers=auth())
-    return int(response.json()["id"])
+    conversation_id: str = response.json()["id"]
+    assert conversation_id.startswith("conv_")
+    return conversation_id
 
 
 async def _append(
-    client: httpx.AsyncClient, auth: Auth, conv: int, *msgs: dict[str, Any]
+    client: httpx.AsyncClient, auth: Auth, conv: str, *msgs: dict[str, Any]
 ) -> list[dict[str, Any]]:
     response = await client.post(
         f"/v1/conversations/{conv}/messages/batch", json={"messages": list(msgs)}, headers=auth()
@@ -28,7 +30,7 @@ async def _append(
     return list(response.json()["data"])
 
 
-async def test_append_single_and_batch(client: httpx.AsyncClient, auth: Auth, conv: int) -> None:
+async def test_append_single_and_batch(client: httpx.AsyncClient, auth: Auth, conv: str) -> None:
     one = await client.post(
         f"/v1/conversations/{conv}/messages",
         json={"role": "user", "content": "Weather in Ghent? ☔", "metadata": {"lang": "en"}},
@@ -50,13 +52,13 @@ async def test_append_single_and_batch(client: httpx.AsyncClient, auth: Auth, co
     assert conv_after["message_count"] == 4
 
 
-async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, auth: Auth, conv: int) -> None:
+async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, auth: Auth, conv: str) -> None:
     response = await client.post(
         f"/v1/conversations/{conv}/messages/batch",
         json={"messages": [{"role": "user", "content": "ok"}, {"role": "tool", "content": "x"}]},
         headers=auth(),
     )
-    assert_error(response, 422, "validation_error", "messages[1].tool_call_id")
+    assert_error(response, 400, "validation_error", "messages[1].tool_call_id")
     page = (await client.get(f"/v1/conversations/{conv}/messages", headers=auth())).json()
     assert page["data"] == []
 
@@ -75,14 +77,14 @@ async def test_batch_is_all_or_nothing(client: httpx.AsyncClient, auth: Auth, co
     ],
 )
 async def test_append_validation(
-    client: httpx.AsyncClient, auth: Auth, conv: int, body: dict[str, Any], field: str
+    client: httpx.AsyncClient, auth: Auth, conv: str, body: dict[str, Any], field: str
 ) -> None:
     response = await client.post(f"/v1/conversations/{conv}/messages", json=body, headers=auth())
-    assert_error(response, 422, "validation_error", field)
+    assert_error(response, 400, "validation_error", field)
 
 
 async def test_idempotency_key_header_and_body_key(
-    client: httpx.AsyncClient, auth: Auth, conv: int
+    client: httpx.AsyncClient, auth: Auth, conv: str
 ) -> None:
     url = f"/v1/conversations/{conv}/messages"
     headers = {**auth(), "Idempotency-Key": "turn-1"}
@@ -100,7 +102,7 @@ async def test_idempotency_key_header_and_body_key(
     clash = await client.post(
         url, json={"role": "user", "content": "c", "key": "other"}, headers=headers
     )
-    assert_error(clash, 422, "validation_error", "key")
+    assert_error(clash, 400, "validation_error", "key")
     batch_headers = {**auth(), "Idempotency-Key": "batch-1"}
     burl = f"/v1/conversations/{conv}/messages/batch"
     body = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}
@@ -113,7 +115,7 @@ async def test_idempotency_key_header_and_body_key(
 
 
 async def test_an_idempotency_key_reused_for_another_message_is_a_conflict(
-    client: httpx.AsyncClient, auth: Auth, conv: int
+    client: httpx.AsyncClient, auth: Auth, conv: str
 ) -> None:
     url = f"/v1/conversations/{conv}/messages"
     headers = {**auth(), "Idempotency-Key": "turn-1"}
@@ -130,7 +132,7 @@ async def test_an_idempotency_key_reused_for_another_message_is_a_conflict(
 
 
 async def test_message_pages_both_directions(
-    client: httpx.AsyncClient, auth: Auth, conv: int
+    client: httpx.AsyncClient, auth: Auth, conv: str
 ) -> None:
     await _append(client, auth, conv, *({"role": "user", "content": f"m{i}"} for i in range(1, 8)))
     url = f"/v1/conversations/{conv}/messages"
@@ -165,13 +167,13 @@ async def test_message_pages_both_directions(
     ],
 )
 async def test_message_list_validation(
-    client: httpx.AsyncClient, auth: Auth, conv: int, params: dict[str, Any], field: str
+    client: httpx.AsyncClient, auth: Auth, conv: str, params: dict[str, Any], field: str
 ) -> None:
     response = await client.get(f"/v1/conversations/{conv}/messages", params=params, headers=auth())
-    assert_error(response, 422, "validation_error", field)
+    assert_error(response, 400, "validation_error", field)
 
 
-async def test_history_window(client: httpx.AsyncClient, auth: Auth, conv: int) -> None:
+async def test_history_window(client: httpx.AsyncClient, auth: Auth, conv: str) -> None:
     await _append(
         client,
         auth,
@@ -205,14 +207,14 @@ async def test_history_window(client: httpx.AsyncClient, auth: Auth, conv: int) 
     assert budget["messages"] == []
     assert_error(
         await client.get(url, params={"max_messages": -1}, headers=auth()),
-        422,
+        400,
         "validation_error",
         "max_messages",
     )
 
 
 async def test_history_by_post_is_the_same_window_with_a_prompt_of_any_length(
-    client: httpx.AsyncClient, auth: Auth, conv: int
+    client: httpx.AsyncClient, auth: Auth, conv: str
 ) -> None:
     await _append(
         client,
@@ -251,13 +253,13 @@ async def test_history_by_post_is_the_same_window_with_a_prompt_of_any_length(
     ],
 )
 async def test_history_by_post_refuses_bad_parameters(
-    client: httpx.AsyncClient, auth: Auth, conv: int, body: dict[str, Any], field: str
+    client: httpx.AsyncClient, auth: Auth, conv: str, body: dict[str, Any], field: str
 ) -> None:
     response = await client.post(f"/v1/conversations/{conv}/history", json=body, headers=auth())
-    assert_error(response, 422, "validation_error", field)
+    assert_error(response, 400, "validation_error", field)
 
 
-async def test_pop_and_delete_after(client: httpx.AsyncClient, auth: Auth, conv: int) -> None:
+async def test_pop_and_delete_after(client: httpx.AsyncClient, auth: Auth, conv: str) -> None:
     await _append(client, auth, conv, *({"role": "user", "content": f"m{i}"} for i in range(1, 6)))
     base = f"/v1/conversations/{conv}/messages"
     popped = (await client.delete(f"{base}/last", headers=auth())).json()["data"]
@@ -266,7 +268,7 @@ async def test_pop_and_delete_after(client: httpx.AsyncClient, auth: Auth, conv:
     assert [m["content"] for m in removed] == ["m3", "m4"]
     nothing = (await client.delete(base, params={"after": 2}, headers=auth())).json()["data"]
     assert nothing == []
-    assert_error(await client.delete(base, headers=auth()), 422, "validation_error", "after")
+    assert_error(await client.delete(base, headers=auth()), 400, "validation_error", "after")
     nxt = await client.post(base, json={"role": "user", "content": "edited"}, headers=auth())
     assert nxt.json()["position"] == 3  # positions stay gapless after truncation
     await client.delete(base, params={"after": 0}, headers=auth())

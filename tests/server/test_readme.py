@@ -62,7 +62,8 @@ def test_readme_walkthrough_runs(server: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
-    conv_id = int(lines[-1].split()[1])
+    conv_id = lines[-1].split()[1]
+    assert conv_id.startswith("conv_")
     # curl prints no trailing newline: the history is the last JSON document on that line.
     history = json.loads(lines[-2][lines[-2].rindex('{"conversation_id"') :])
     assert history == {

@@ -174,7 +174,7 @@ GENERATION = settings(
 def _conforms(backend: str, case: schemathesis.Case[Any]) -> None:
     # Every check runs except "schema-valid data is accepted": the store's rules that JSON
     # Schema cannot say (non-blank content unless an assistant tool call; opaque cursors;
-    # non-blank titles) legitimately answer 422 to some schema-valid requests.
+    # non-blank titles) legitimately answer 400 to some schema-valid requests.
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
     STATUSES[backend][case.operation.label].add(response.status_code)
 

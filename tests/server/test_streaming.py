@@ -41,7 +41,7 @@ async def test_a_reply_streams_over_rest(client: httpx.AsyncClient, auth: Auth) 
         assert r.status_code == 200, r.text
     assert r.json() == {"message_id": mid, "seq": 1, "stored": False}
     bad = await client.post(f"{base}/{mid}/deltas", json={"seq": -1, "text": "x"}, headers=h)
-    assert_error(bad, 422, "validation_error", "seq")
+    assert_error(bad, 400, "validation_error", "seq")
     clash = await client.post(f"{base}/{mid}/deltas", json={"seq": 1, "text": "LO"}, headers=h)
     assert_error(clash, 409, "conflict")
     chunks = (await client.get(f"{base}/{mid}/chunks", params={"after_seq": 0}, headers=h)).json()
@@ -91,7 +91,7 @@ async def test_streaming_endpoints_are_scoped_to_the_user(
         wrong = path.replace(f"/conversations/{cid}/", f"/conversations/{other}/")
         assert_error(await client.request(method, wrong, json=body, headers=h), 404, "not_found")
     bad = await client.get(f"{base}/{mid}/stream", headers={**h, "Last-Event-ID": "x"})
-    assert_error(bad, 422, "validation_error", "Last-Event-ID")
+    assert_error(bad, 400, "validation_error", "Last-Event-ID")
 
 
 async def test_fail_and_interrupt_over_rest(client: httpx.AsyncClient, auth: Auth) -> None:

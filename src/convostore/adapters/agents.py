@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
     raise
 
 from convostore._ops import MAX_MESSAGE_PAGE
-from convostore.adapters._common import item_chat_form
+from convostore.items import ITEM_KEY, item_to_message, message_items
 from convostore.models import MAX_ID_LENGTH
 from convostore.schemas import MessagePublic, validate_user_id
 from convostore.store import AsyncStore
@@ -44,11 +44,6 @@ if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
 __all__ = ["ITEM_KEY", "ConvostoreSession", "item_to_message", "message_items"]
-
-#: Message ``metadata`` key holding the SDK item verbatim.
-ITEM_KEY = "openai_agents_item"
-
-Item = dict[str, Any]
 
 
 class ConvostoreSession:
@@ -211,42 +206,5 @@ def _settings(value: SessionSettings | Mapping[str, Any] | None) -> SessionSetti
     raise ValidationError("session_settings", "must be a SessionSettings or a mapping")
 
 
-# ----------------------------------------------------------------------- item mapping
-
-
-def item_to_message(item: Any, *, field: str = "item") -> dict[str, Any]:
-    """The message row for one SDK item: a readable chat message plus the item verbatim."""
-    if not isinstance(item, Mapping):
-        raise ValidationError(field, "must be an input item (a JSON object)")
-    message = item_chat_form(item)
-    message["metadata"] = {ITEM_KEY: dict(item)}
-    return message
-
-
-def message_items(message: MessagePublic) -> list[Item]:
-    """The SDK items a stored message stands for (one, unless another interface wrote it)."""
-    raw = (message.metadata or {}).get(ITEM_KEY)
-    if isinstance(raw, dict):
-        return [raw]
-    if message.role == "tool":
-        output = {"call_id": message.tool_call_id, "output": message.content}
-        return [{"type": "function_call_output", **output}]
-    items: list[Item] = []
-    if message.content:
-        items.append({"role": message.role, "content": message.content})
-    for call in message.tool_calls or []:
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if isinstance(function, Mapping):
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": call.get("id"),
-                    "name": function.get("name"),
-                    "arguments": function.get("arguments", ""),
-                }
-            )
-    return items
-
-
-def _items_of(messages: Sequence[MessagePublic] | Any) -> list[Item]:
+def _items_of(messages: Sequence[MessagePublic] | Any) -> list[dict[str, Any]]:
     return [item for message in messages for item in message_items(message)]

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
     require_extra("langchain_core", "langchain", "convostore.adapters.langchain")
     raise
 
-from convostore.adapters._common import content_text, or_label
+from convostore.items import content_text, or_label
 from convostore.schemas import MessagePublic, validate_user_id
 from convostore.store import AsyncStore, Store
 

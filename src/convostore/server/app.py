@@ -42,8 +42,12 @@ names the user in `X-Convostore-User`). Every read and write is scoped to that u
 user's conversation answers 404, exactly like a missing one. Reads and writes are rate
 limited per user and per key (429 with `Retry-After`).
 
-Errors always look like
-`{"error": {"code": "validation_error", "message": "title: ...", "field": "title"}}`.
+Errors always look like `{"error": {"code": "validation_error", "message": "title: ...",
+"field": "title", "type": "invalid_request_error", "param": "title"}}` (OpenAI's envelope
+too); invalid input is a 400.
+
+The OpenAI Conversations API is served here too (`/v1/conversations`, `.../items`): point
+the official clients at `base_url=http://host:port/v1` with the token as `api_key`.
 """
 
 

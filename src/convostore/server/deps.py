@@ -59,7 +59,7 @@ async def get_current_user(principal: Annotated[Principal, Depends(get_principal
 
 
 def reject_unknown_query(request: Request) -> None:
-    """A query parameter the operation does not document is a 422, not silently ignored
+    """A query parameter the operation does not document is a 400, not silently ignored
     (``?limt=5`` is a typo the client wants to hear about)."""
     if not request.query_params:
         return

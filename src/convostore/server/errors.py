@@ -1,11 +1,15 @@
 """Every error the API returns, in one JSON shape, mapped from one table.
 
-    {"error": {"code": "validation_error", "message": "title: must be ...", "field": "title"}}
+    {"error": {"code": "validation_error", "message": "title: must be ...", "field": "title",
+               "type": "invalid_request_error", "param": "title"}}
 
 ``code`` is stable and machine-readable; ``message`` names the field; ``field`` is present
-when one input is to blame. Store exceptions map to statuses in :data:`STATUS_BY_ERROR`;
-FastAPI's own request validation becomes the same 422 shape; unexpected exceptions become
-a 500 without a stack trace (it is logged instead).
+when one input is to blame. ``type`` and ``param`` (the same as ``field``) make it OpenAI's
+error envelope too, so the official clients raise the matching ``BadRequestError``,
+``NotFoundError``, ``AuthenticationError``... with this message. Store exceptions map to
+statuses in :data:`STATUS_BY_ERROR`; invalid input is a 400, as OpenAI answers it (FastAPI's
+own request validation too); unexpected exceptions become a 500 without a stack trace (it
+is logged instead).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -29,6 +33,7 @@ from convostore.errors import (
     UnavailableError,
     ValidationError,
 )
+from convostore.server.schemas import public_conversation_id
 
 __all__ = ["STATUS_BY_ERROR", "ApiError", "ErrorBody", "ErrorResponse", "install_error_handlers"]
 
@@ -37,7 +42,7 @@ log = logging.getLogger("convostore.server")
 #: The one table from store exceptions to HTTP statuses (checked in MRO order).
 STATUS_BY_ERROR: dict[type[ConvostoreError], int] = {
     NotFoundError: 404,
-    ValidationError: 422,
+    ValidationError: 400,
     ConflictError: 409,
     UnavailableError: 503,
 }
@@ -57,12 +62,22 @@ _CODE_BY_STATUS = {
 }
 
 
+_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+
+
 class ErrorBody(BaseModel):
-    """What went wrong: a stable ``code``, a message naming the field, and the field."""
+    """What went wrong: a stable ``code``, a message naming the field, and the field
+    (also as OpenAI's ``param``, with OpenAI's ``type``)."""
 
     code: str
     message: str
+    type: str = Field(description="OpenAI's error type, e.g. `invalid_request_error`.")
     field: str | None = None
+    param: str | None = Field(default=None, description="The same as `field` (OpenAI's name).")
     #: With a 429: seconds until a retry can succeed (also the ``Retry-After`` header).
     retry_after: int | None = None
 
@@ -100,12 +115,20 @@ def error_response(
     retry_after: int | None = None,
 ) -> JSONResponse:
     """The JSON response for an error, in the one shape."""
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": message, "type": error_type(status)}
+    body["param"] = field
     if field is not None:
         body["field"] = field
     if retry_after is not None:
         body["retry_after"] = retry_after
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
+
+
+def error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status."""
+    if status >= 500:
+        return "server_error"
+    return _TYPE_BY_STATUS.get(status, "invalid_request_error")
 
 
 def status_of(exc: ConvostoreError) -> int:
@@ -153,13 +176,16 @@ async def _convostore_error(_request: Request, exc: Exception) -> JSONResponse:
     if status == 500:
         log.error("unexpected convostore error", exc_info=exc)
         return error_response(500, "internal_error", "internal server error")
-    return error_response(status, exc.code, exc.message, getattr(exc, "field", None))
+    message = exc.message
+    if isinstance(exc, NotFoundError) and exc.kind == "conversation":
+        message = f"conversation {public_conversation_id(exc.ident)} not found"
+    return error_response(status, exc.code, message, getattr(exc, "field", None))
 
 
 async def _request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     field, message = describe_validation(exc.errors())
-    return error_response(422, "validation_error", message, field)
+    return error_response(400, "validation_error", message, field)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -226,14 +252,14 @@ def install_error_handlers(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the error statuses a route can return."""
     text = {
-        400: "The body could not be decoded (e.g. not UTF-8 JSON).",
+        400: "Invalid input (`error.field` and `error.param` name it), or a body that "
+        "could not be decoded (e.g. not UTF-8 JSON).",
         401: "Missing, malformed, expired or wrongly signed bearer token, or an unknown or "
         "revoked API key.",
         403: "An `X-Convostore-User` header without an API key that may act for users.",
         404: "No such resource for this user (another user's looks exactly like a missing one).",
         409: "The request conflicts with stored data.",
         413: "Request body larger than the configured limit.",
-        422: "Invalid input; `error.field` names it.",
         429: "Rate limit reached; retry after `Retry-After` seconds (also "
         "`error.retry_after`). Nothing of the request was done.",
         503: "The database is unreachable (or, with a JWKS, the identity provider's keys).",

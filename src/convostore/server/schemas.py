@@ -1,36 +1,51 @@
 """Request and response bodies of the REST API (the shapes shown at ``/docs``).
 
-Messages are :class:`convostore.schemas.MessageCreate` in and
-:class:`convostore.schemas.MessagePublic` out, exactly as in the library; lists are
-``{"data": [...], "has_more": bool, "next_cursor": str | null}``.
+Conversations are OpenAI's Conversation object (``{"id": "conv_12", "object":
+"conversation", "created_at": <unix seconds>, "metadata": {...}}``) with convostore's own
+fields beside it (:class:`ConversationOut`; the library's ``ConversationPublic`` keeps its
+integer id). Messages are :class:`convostore.schemas.MessageCreate` in and
+:class:`MessageOut` out (the library's ``MessagePublic``, its ``conversation_id`` the
+``conv_`` string); our lists are ``{"data": [...], "has_more": bool, "next_cursor": str |
+null}``, the Conversations API's item lists OpenAI's ``{"object": "list", "data",
+"first_id", "last_id", "has_more"}``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from convostore._ops import MAX_BATCH
+from convostore.errors import ValidationError
 from convostore.models import MAX_ID_LENGTH, MAX_TITLE_LENGTH
 from convostore.schemas import (
     MAX_HISTORY_MESSAGES,
     MAX_HISTORY_TOKENS,
     MAX_SYSTEM_PROMPT_LENGTH,
-    ConversationPublic,
     MessageCreate,
     MessagePublic,
     Page,
     RetentionPolicy,
     SearchHit,
+    StreamRead,
 )
 
 __all__ = [
+    "MAX_ITEMS_PER_REQUEST",
     "ChatMessageOut",
     "ConversationCreate",
     "ConversationDeleted",
+    "ConversationItemList",
     "ConversationList",
+    "ConversationOut",
     "ConversationUpdate",
+    "ItemsCreate",
+    "MessageOut",
+    "Metadata",
+    "PublicConversationId",
     "History",
     "HistoryBody",
     "HistoryRequest",
@@ -43,6 +58,77 @@ __all__ = [
 ]
 
 
+# ------------------------------------------------------------- ids, times, metadata
+
+#: The largest integer id (a BIGINT).
+MAX_ID = 2**63 - 1
+_CONVERSATION_ID = re.compile(r"^(?:conv_)?([1-9][0-9]{0,18})$")
+
+
+def parse_conversation_id(value: str, field: str = "conversation_id") -> int:
+    """The row id of ``conv_12`` (or of the bare ``12``); else a ``ValidationError``."""
+    match = _CONVERSATION_ID.match(value)
+    if match is None or int(match.group(1)) > MAX_ID:
+        shown = value[:80]
+        raise ValidationError(field, f"not a conversation id: {shown!r} (expected e.g. 'conv_12')")
+    return int(match.group(1))
+
+
+def public_conversation_id(value: Any) -> Any:
+    """A stored conversation id as the API shows it: ``12`` -> ``"conv_12"``."""
+    return f"conv_{value}" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def unix_seconds(value: Any) -> Any:
+    """A stored time as the API shows a conversation's: Unix seconds, as OpenAI does."""
+    return int(value.timestamp()) if isinstance(value, datetime) else value
+
+
+#: A conversation id in a response: ``"conv_12"``.
+PublicConversationId = Annotated[
+    str, BeforeValidator(public_conversation_id), Field(examples=["conv_12"])
+]
+UnixTime = Annotated[int, BeforeValidator(unix_seconds)]
+
+#: OpenAI's metadata limits, for the REST API's conversations (the library keeps any JSON).
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_LENGTH = 64
+MAX_METADATA_VALUE_LENGTH = 512
+#: Items per Conversations API request (create, items create), as OpenAI.
+MAX_ITEMS_PER_REQUEST = 20
+
+
+def _openai_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_METADATA_PAIRS:
+        raise ValueError(f"at most {MAX_METADATA_PAIRS} key-value pairs (got {len(value)})")
+    for key, item in value.items():
+        if len(key) > MAX_METADATA_KEY_LENGTH:
+            raise ValueError(
+                f"keys are at most {MAX_METADATA_KEY_LENGTH} characters ({key[:20]!r}...)"
+            )
+        if not isinstance(item, str):
+            raise ValueError(f"values are strings ({key!r} is not)")
+        if len(item) > MAX_METADATA_VALUE_LENGTH:
+            raise ValueError(f"values are at most {MAX_METADATA_VALUE_LENGTH} characters ({key!r})")
+    return value
+
+
+#: Conversation metadata over REST: OpenAI's rules, written once here (16 pairs, string
+#: keys of at most 64 characters, string values of at most 512).
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_openai_metadata),
+    Field(
+        description=f"Up to {MAX_METADATA_PAIRS} key-value pairs: keys at most "
+        f"{MAX_METADATA_KEY_LENGTH} characters, string values at most "
+        f"{MAX_METADATA_VALUE_LENGTH}.",
+        examples=[{"model": "gpt-4o"}],
+    ),
+]
+
+Item = dict[str, Any]
+
+
 _RETENTION_HELP = (
     'How long it lives after its last activity: "30d", "12h", "90m", "2w", or "none" '
     "(never expires)."
@@ -50,7 +136,8 @@ _RETENTION_HELP = (
 
 
 class ConversationCreate(BaseModel):
-    """A new conversation; ``messages`` are appended atomically with it."""
+    """A new conversation; its ``items`` (OpenAI's) or ``messages`` (ours) are appended
+    atomically with it."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -65,8 +152,14 @@ class ConversationCreate(BaseModel):
         },
     )
 
+    items: list[Item] | None = Field(
+        default=None,
+        max_length=MAX_ITEMS_PER_REQUEST,
+        description="OpenAI's initial items (Responses API input items), up to "
+        f"{MAX_ITEMS_PER_REQUEST}; or give `messages`, not both.",
+    )
     title: str | None = Field(default=None, max_length=MAX_TITLE_LENGTH)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     external_id: str | None = Field(
         default=None,
         min_length=1,
@@ -98,7 +191,7 @@ class ConversationUpdate(BaseModel):
     )
 
     title: str | None = Field(default=None, max_length=MAX_TITLE_LENGTH)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     hold: bool | None = Field(
         default=None,
         strict=True,
@@ -147,27 +240,95 @@ class MessageBatch(BaseModel):
     messages: list[MessageCreate] = Field(max_length=MAX_BATCH)
 
 
-class ConversationList(Page[ConversationPublic]):
+class ConversationOut(BaseModel):
+    """A conversation: OpenAI's Conversation object, then convostore's own fields."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: PublicConversationId
+    object: Literal["conversation"] = "conversation"
+    created_at: UnixTime = Field(description="Unix seconds.")
+    metadata: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)]
+    title: str | None
+    user_id: str
+    external_id: str | None = None
+    message_count: int
+    updated_at: UnixTime = Field(description="Unix seconds of the last activity.")
+    expires_at: UnixTime | None = Field(
+        default=None, description="Unix seconds; past it the conversation is gone unless held."
+    )
+    temporary: bool = False
+    hold: bool = False
+    retention: str | None = None
+
+
+class MessageOut(MessagePublic):
+    """A stored message (its ``conversation_id`` the conversation's ``conv_`` id)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: PublicConversationId  # type: ignore[assignment]
+
+
+class SearchHitOut(SearchHit):
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: PublicConversationId  # type: ignore[assignment]
+    message: MessageOut | None
+
+
+class StreamReadOut(StreamRead):
+    model_config = ConfigDict(from_attributes=True)
+
+    message: MessageOut
+
+
+class ConversationList(Page[ConversationOut]):
     """A page of conversations, most recently active first; pass ``next_cursor`` as ``after``."""
 
 
-class MessageList(Page[MessagePublic]):
+class ItemsCreate(BaseModel):
+    """Items to append in order, all or nothing (OpenAI's ``items.create``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"items": [{"type": "message", "role": "user", "content": "Hello!"}]}]
+        },
+    )
+
+    items: list[Item] = Field(max_length=MAX_ITEMS_PER_REQUEST)
+
+
+class ConversationItemList(BaseModel):
+    """A page of items (OpenAI's ``conversation.item_list``); pass ``last_id`` as ``after``."""
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class MessageList(Page[MessageOut]):
     """A page of messages by position; ``next_cursor`` is the position to pass as
     ``after`` (order=asc) or ``before`` (order=desc)."""
 
 
-class SearchResults(Page[SearchHit]):
+class SearchResults(Page[SearchHitOut]):
     """Search hits, best first; pass ``next_cursor`` as ``after`` for the next page."""
 
 
 class MessagesDeleted(BaseModel):
     """The messages a pop or truncate removed, oldest first (empty if there were none)."""
 
-    data: list[MessagePublic]
+    data: list[MessageOut]
 
 
 class ConversationDeleted(BaseModel):
-    id: int
+    """OpenAI's ``conversation.deleted``."""
+
+    id: PublicConversationId
     object: Literal["conversation.deleted"] = "conversation.deleted"
     deleted: bool = True
 
@@ -233,7 +394,7 @@ class HistoryBody(HistoryRequest):
 class History(BaseModel):
     """The model-ready window, oldest first: pass ``messages`` straight to the model."""
 
-    conversation_id: int
+    conversation_id: PublicConversationId
     messages: list[ChatMessageOut]
 
 
@@ -248,7 +409,9 @@ class ImportedConversationOut(BaseModel):
     external_id: str | None = Field(description="`chatgpt:<id>`, `claude:<uuid>`, `openai:<id>`")
     title: str | None
     messages: int = Field(description="Messages written (or that a dry run would write).")
-    conversation_id: int | None = Field(description="The stored conversation, if any.")
+    conversation_id: PublicConversationId | None = Field(
+        description="The stored conversation, if any."
+    )
     reason: str | None = Field(description="Why it was skipped or failed (field and rule).")
     notes: list[str] = Field(description="What was dropped or kept as a label.")
     source: str | None = Field(description="The file of the export it came from.")

@@ -8,6 +8,7 @@ from convostore.server.routes import (
     conversations,
     health,
     imports,
+    items,
     messages,
     search,
     streaming,
@@ -17,6 +18,7 @@ from convostore.server.routes import (
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(conversations.router, prefix="/v1")
+api_router.include_router(items.router, prefix="/v1")
 api_router.include_router(messages.router, prefix="/v1")
 api_router.include_router(search.router, prefix="/v1")
 api_router.include_router(streaming.router, prefix="/v1")

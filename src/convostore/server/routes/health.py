@@ -16,13 +16,13 @@ router = APIRouter(tags=["health"])
 READY_TIMEOUT_SECONDS = 5.0
 
 
-@router.get("/healthz", response_model=Status, summary="Liveness", responses=responses(422))
+@router.get("/healthz", response_model=Status, summary="Liveness", responses=responses(400))
 async def healthz() -> Status:
     """The process is up (does not touch the database)."""
     return Status(status="ok")
 
 
-@router.get("/readyz", response_model=Status, summary="Readiness", responses=responses(422, 503))
+@router.get("/readyz", response_model=Status, summary="Readiness", responses=responses(400, 503))
 async def readyz(store: StoreDep) -> Status:
     """Runs ``SELECT 1`` on the database; 503 when it does not answer."""
     try:

@@ -8,7 +8,7 @@ form with the export in its ``file`` field. It is streamed to a temporary file (
 ``CONVOSTORE_MAX_IMPORT_BYTES``, not by the global body limit), then imported in a worker
 thread with :func:`convostore.importers.import_upload` for the token's user: memory stays
 bounded whatever the size. The answer is the report, 200 even when some conversations
-failed (each says why); an upload that is no export at all is a 422.
+failed (each says why); an upload that is no export at all is a 400.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ImportFormatParam = Literal["auto", "chatgpt", "claude", "openai"]
 @router.post(
     "/import",
     response_model=ImportReportOut,
-    responses=responses(400, 401, 413, 422, 503),
+    responses=responses(400, 401, 413, 503),
     openapi_extra={
         "requestBody": {
             "description": "The export: conversations.json, a JSON Lines file of items, or a "

@@ -19,6 +19,7 @@ from convostore.server.schemas import (
     HistoryRequest,
     MessageBatch,
     MessageList,
+    MessageOut,
     MessagesDeleted,
 )
 
@@ -50,8 +51,8 @@ def _with_key(message: MessageCreate, key: str | None) -> MessageCreate:
 @router.post(
     "/messages",
     status_code=status.HTTP_201_CREATED,
-    response_model=MessagePublic,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    response_model=MessageOut,
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def append_message(
     conversation_id: ConversationId,
@@ -72,7 +73,7 @@ async def append_message(
     "/messages/batch",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageList,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def append_messages(
     conversation_id: ConversationId,
@@ -93,10 +94,10 @@ async def append_messages(
             for i, m in enumerate(items)
         ]
     stored = await store.append_messages(user, conversation_id, items)
-    return MessageList(data=stored, has_more=False, next_cursor=None)
+    return MessageList.model_validate({"data": stored, "has_more": False})
 
 
-@router.get("/messages", response_model=MessageList, responses=responses(401, 404, 422))
+@router.get("/messages", response_model=MessageList, responses=responses(400, 401, 404))
 async def list_messages(
     conversation_id: ConversationId,
     user: CurrentUser,
@@ -110,10 +111,10 @@ async def list_messages(
     page = await store.list_messages(
         user, conversation_id, after=after, before=before, order=order, limit=limit
     )
-    return MessageList(data=page.data, has_more=page.has_more, next_cursor=page.next_cursor)
+    return MessageList.model_validate(page, from_attributes=True)
 
 
-@router.delete("/messages", response_model=MessagesDeleted, responses=responses(401, 404, 422))
+@router.delete("/messages", response_model=MessagesDeleted, responses=responses(400, 401, 404))
 async def delete_messages_after(
     conversation_id: ConversationId,
     user: CurrentUser,
@@ -126,16 +127,17 @@ async def delete_messages_after(
     ],
 ) -> MessagesDeleted:
     """Delete every message after position ``after`` (regenerate / edit flows)."""
-    return MessagesDeleted(data=await store.delete_messages_after(user, conversation_id, after))
+    removed = await store.delete_messages_after(user, conversation_id, after)
+    return MessagesDeleted.model_validate({"data": removed})
 
 
-@router.delete("/messages/last", response_model=MessagesDeleted, responses=responses(401, 404, 422))
+@router.delete("/messages/last", response_model=MessagesDeleted, responses=responses(400, 401, 404))
 async def pop_message(
     conversation_id: ConversationId, user: CurrentUser, store: StoreDep
 ) -> MessagesDeleted:
     """Remove the last message; ``data`` holds it, or is empty if there was none."""
     removed = await store.pop_message(user, conversation_id)
-    return MessagesDeleted(data=[removed] if removed is not None else [])
+    return MessagesDeleted.model_validate({"data": [removed] if removed is not None else []})
 
 
 async def _window(
@@ -156,7 +158,7 @@ async def _window(
     "/history",
     response_model=History,
     response_model_exclude_unset=True,
-    responses=responses(401, 404, 422),
+    responses=responses(400, 401, 404),
 )
 async def get_history(
     conversation_id: ConversationId,
@@ -177,7 +179,7 @@ async def get_history(
     "/history",
     response_model=History,
     response_model_exclude_unset=True,
-    responses=responses(400, 401, 404, 413, 422),
+    responses=responses(400, 401, 404, 413),
 )
 async def post_history(
     conversation_id: ConversationId,

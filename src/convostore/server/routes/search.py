@@ -12,13 +12,12 @@ from convostore.errors import ValidationError
 from convostore.schemas import MAX_QUERY_LENGTH, RoleName
 from convostore.server.deps import AfterCursor, CurrentUser, StoreDep
 from convostore.server.errors import responses
-from convostore.server.routes.conversations import MAX_ID
-from convostore.server.schemas import SearchResults
+from convostore.server.schemas import SearchResults, parse_conversation_id
 
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchResults, responses=responses(401, 422))
+@router.get("/search", response_model=SearchResults, responses=responses(400, 401))
 async def search(
     user: CurrentUser,
     store: StoreDep,
@@ -32,7 +31,8 @@ async def search(
         ),
     ],
     conversation_id: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="Only this conversation.")
+        str | None,
+        Query(max_length=40, description="Only this conversation (`conv_<n>`, or `<n>`)."),
     ] = None,
     role: Annotated[
         list[RoleName] | None,
@@ -53,11 +53,12 @@ async def search(
     match between `**`, and its rank; a title hit (`kind: "title"`) carries the
     conversation's newest message.
     """
+    only = None if conversation_id is None else parse_conversation_id(conversation_id)
     try:
         page = await store.search(
             user,
             q,
-            conversation_id=conversation_id,
+            conversation_id=only,
             roles=role,
             since=since,
             until=until,
@@ -69,4 +70,4 @@ async def search(
         if exc.field in names:
             raise ValidationError(names[exc.field], exc.rule) from None
         raise
-    return SearchResults(data=page.data, has_more=page.has_more, next_cursor=page.next_cursor)
+    return SearchResults.model_validate(page, from_attributes=True)

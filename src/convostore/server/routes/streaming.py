@@ -32,6 +32,7 @@ from convostore.server.deps import CurrentUser, StoreDep
 from convostore.server.errors import responses
 from convostore.server.routes.conversations import MAX_ID, ConversationId
 from convostore.server.routes.messages import IdempotencyKey
+from convostore.server.schemas import MessageOut, StreamReadOut
 from convostore.streaming import follow_stream
 
 router = APIRouter(prefix="/conversations/{conversation_id}/messages", tags=["streaming"])
@@ -95,8 +96,8 @@ class EndBody(BaseModel):
 @router.post(
     "/begin",
     status_code=201,
-    response_model=MessagePublic,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    response_model=MessageOut,
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def begin_message(
     conversation_id: ConversationId,
@@ -124,7 +125,7 @@ async def begin_message(
 @router.post(
     "/{message_id}/deltas",
     response_model=DeltaStored,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def append_delta(
     conversation_id: ConversationId,
@@ -142,8 +143,8 @@ async def append_delta(
 
 @router.post(
     "/{message_id}/finish",
-    response_model=MessagePublic,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    response_model=MessageOut,
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def finish_message(
     conversation_id: ConversationId,
@@ -166,8 +167,8 @@ async def finish_message(
 
 @router.post(
     "/{message_id}/fail",
-    response_model=MessagePublic,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    response_model=MessageOut,
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def fail_message(
     conversation_id: ConversationId,
@@ -185,8 +186,8 @@ async def fail_message(
 
 @router.post(
     "/{message_id}/interrupt",
-    response_model=MessagePublic,
-    responses=responses(400, 401, 404, 409, 413, 422),
+    response_model=MessageOut,
+    responses=responses(400, 401, 404, 409, 413),
 )
 async def interrupt_message(
     conversation_id: ConversationId,
@@ -208,7 +209,9 @@ AfterSeq = Annotated[
 ]
 
 
-@router.get("/{message_id}/chunks", response_model=StreamRead, responses=responses(401, 404, 422))
+@router.get(
+    "/{message_id}/chunks", response_model=StreamReadOut, responses=responses(400, 401, 404)
+)
 async def read_stream(
     conversation_id: ConversationId,
     message_id: MessageId,
@@ -265,7 +268,7 @@ def _json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 @router.get(
     "/{message_id}/stream",
     response_class=EventSourceResponse,
-    responses=_json_errors(401, 404, 422),
+    responses=_json_errors(400, 401, 404),
 )
 async def follow(
     conversation_id: ConversationId,
@@ -284,7 +287,7 @@ async def follow(
             if isinstance(event, StreamChunk):
                 yield ServerSentEvent(event="delta", id=str(event.seq), data=event)
             else:
-                yield ServerSentEvent(event="end", data=event)
+                yield ServerSentEvent(event="end", data=MessageOut.model_validate(event))
     except NotFoundError:
         # It existed when the response started (_start): it was deleted since.
         yield ServerSentEvent(event="deleted", data={"id": message_id})

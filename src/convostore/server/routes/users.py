@@ -12,21 +12,19 @@ from convostore.server.schemas import RetentionPolicyUpdate, UserDeleted
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.delete("/me", response_model=UserDeleted, responses=responses(401, 422))
+@router.delete("/me", response_model=UserDeleted, responses=responses(400, 401))
 async def delete_me(user: CurrentUser, store: StoreDep) -> UserDeleted:
     """Erase the caller and every conversation and message of theirs (cannot be undone)."""
     return UserDeleted(id=user, deleted=await store.delete_user(user))
 
 
-@router.get("/me/retention", response_model=RetentionPolicy, responses=responses(401, 422))
+@router.get("/me/retention", response_model=RetentionPolicy, responses=responses(400, 401))
 async def get_retention(user: CurrentUser, store: StoreDep) -> RetentionPolicy:
     """Your retention defaults for new conversations (`null`: the server's default)."""
     return await store.get_retention_policy(user)
 
 
-@router.patch(
-    "/me/retention", response_model=RetentionPolicy, responses=responses(400, 401, 413, 422)
-)
+@router.patch("/me/retention", response_model=RetentionPolicy, responses=responses(400, 401, 413))
 async def set_retention(
     body: RetentionPolicyUpdate, user: CurrentUser, store: StoreDep
 ) -> RetentionPolicy:
