@@ -124,6 +124,15 @@ def pg_url() -> str:
     return url
 
 
+@pytest.fixture
+def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database of ``backend`` with nothing in it (not even convostore's tables)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    factory: Callable[[str], str] = request.getfixturevalue("pg_database")
+    return factory("convostore_test_empty")
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (faster than migrating each time)."""

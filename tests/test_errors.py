@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 import convostore
@@ -108,23 +105,14 @@ def test_conflict_message_does_not_leak_the_schema(store: Store) -> None:
     }
 
 
-@pytest.fixture
-def unmigrated_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A database with no convostore schema at all."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.db'}"
-    factory: Callable[[str], str] = request.getfixturevalue("pg_database")
-    return factory("convostore_test_unmigrated")
-
-
-async def test_an_unmigrated_database_says_to_migrate(unmigrated_url: str) -> None:
+async def test_an_unmigrated_database_says_to_migrate(empty_url: str) -> None:
     """Not a raw driver error: a ConfigurationError that names the fix, on both APIs."""
-    with Store(unmigrated_url) as store:
+    with Store(empty_url) as store:
         with pytest.raises(ConfigurationError, match="convostore db upgrade") as info:
             store.create_conversation("alice")
         assert "convostore_retention_policies" in str(info.value)  # the driver's own words
         with pytest.raises(ConfigurationError, match="never migrated"):
             store.list_conversations("alice")
-    async with AsyncStore(unmigrated_url) as astore:
+    async with AsyncStore(empty_url) as astore:
         with pytest.raises(ConfigurationError, match="convostore db upgrade"):
             await astore.get_messages("alice", 1)

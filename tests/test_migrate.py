@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
@@ -14,15 +11,6 @@ from convostore.cli import app
 from convostore.db import make_engine
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def empty_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """A database with nothing in it (not even convostore's tables)."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.db'}"
-    factory: Callable[[str], str] = request.getfixturevalue("pg_database")
-    return factory("convostore_test_migrations")
 
 
 def _tables(url: str) -> set[str]:
