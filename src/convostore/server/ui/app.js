@@ -325,17 +325,26 @@
       el("p", { class: "note", text: "Most recently active first." }), empty, list,
       el("div", { class: "more" }, more));
     focusHeading();
+    await pages(more, (after) => "/v1/conversations" + query({ limit: CONVERSATION_PAGE, after }),
+      (page) => {
+        const first = list.children.length;
+        for (const conv of page.data || []) list.append(conversationItem(conv));
+        empty.hidden = list.children.length > 0;
+        if (first > 0 && list.children[first]) list.children[first].querySelector("a").focus();
+      });
+  }
+
+  // Keyset pages behind a "more" button: the first page now, the next one per click
+  // (the button disabled meanwhile, hidden once there is no next cursor).
+  async function pages(more, pathFor, show) {
     let cursor = null;
     async function loadPage() {
       more.disabled = true;
       try {
-        const page = await api("/v1/conversations" + query({ limit: CONVERSATION_PAGE, after: cursor }));
-        const first = list.children.length;
-        for (const conv of page.data || []) list.append(conversationItem(conv));
+        const page = await api(pathFor(cursor));
+        show(page);
         cursor = page.next_cursor;
         more.hidden = !(page.has_more && cursor);
-        empty.hidden = list.children.length > 0;
-        if (first > 0 && list.children[first]) list.children[first].querySelector("a").focus();
       } catch (err) {
         report(err);
       } finally {
@@ -366,31 +375,18 @@
       el("p", {}, el("a", { href: "#/", text: "← All conversations" })),
       el("h1", { text: `Search: ${q}` }), searchForm(q), none, hits, el("div", { class: "more" }, more));
     focusHeading();
-    let cursor = null;
-    async function loadPage() {
-      more.disabled = true;
-      try {
-        const page = await api("/v1/search" + query({ q, limit: SEARCH_PAGE, after: cursor }));
-        for (const hit of page.data || []) {
-          const title = hit.conversation_title && hit.conversation_title.trim()
-            ? hit.conversation_title : "(untitled)";
-          const role = hit.kind === "title" ? "title" : hit.message ? hit.message.role : "";
-          hits.append(el("li", {},
-            el("a", { href: conversationHref(hit.conversation_id), class: "hit-link" }, title),
-            el("span", { class: "meta" }, " · ", role === "title" ? "title match" : `${role} message`),
-            snippetEl(hit.snippet)));
-        }
-        cursor = page.next_cursor;
-        more.hidden = !(page.has_more && cursor);
-        none.hidden = hits.children.length > 0;
-      } catch (err) {
-        report(err);
-      } finally {
-        more.disabled = false;
+    await pages(more, (after) => "/v1/search" + query({ q, limit: SEARCH_PAGE, after }), (page) => {
+      for (const hit of page.data || []) {
+        const title = hit.conversation_title && hit.conversation_title.trim()
+          ? hit.conversation_title : "(untitled)";
+        const role = hit.kind === "title" ? "title" : hit.message ? hit.message.role : "";
+        hits.append(el("li", {},
+          el("a", { href: conversationHref(hit.conversation_id), class: "hit-link" }, title),
+          el("span", { class: "meta" }, " · ", role === "title" ? "title match" : `${role} message`),
+          snippetEl(hit.snippet)));
       }
-    }
-    more.addEventListener("click", loadPage);
-    await loadPage();
+      none.hidden = hits.children.length > 0;
+    });
   }
 
   // ------------------------------------------------------------------ one conversation
