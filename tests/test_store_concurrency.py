@@ -290,11 +290,12 @@ def test_a_fresh_async_store_serves_several_event_loops_at_once(db_url: str) -> 
 
 
 async def test_a_call_cancelled_while_waiting_for_the_first_connect_frees_the_lock(
-    db_url: str,
+    pg_url: str,
 ) -> None:
+    # PostgreSQL only: SQLite's store runs the sync implementation, with no first connect.
     from convostore import store as store_module
 
-    async with AsyncStore(db_url) as fresh:
+    async with AsyncStore(pg_url) as fresh:
         lock = store_module._FIRST_CONNECT
         lock.acquire()  # another loop is making its first connection
         try:
@@ -308,3 +309,46 @@ async def test_a_call_cancelled_while_waiting_for_the_first_connect_frees_the_lo
         # The cancelled call's thread takes the lock and hands it back: no one is stuck.
         page = await asyncio.wait_for(fresh.list_conversations("u"), timeout=60)
         assert page.data == []
+
+
+async def test_sqlite_page_reads_run_on_the_loop_and_writes_in_a_thread(tmp_path: Any) -> None:
+    """AsyncStore on SQLite: a bounded read runs where it is awaited, while a writer holds
+    the file's write lock (a WAL reader never waits); writes and unbounded reads hop."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    with Store(url) as setup:
+        setup.migrate()
+        conv = setup.create_conversation("u", title="t")
+        setup.append_message("u", conv.id, {"role": "user", "content": "hi"})
+    async with AsyncStore(url) as store:
+        assert store._threaded is not None
+        threads: dict[str, set[int]] = {}
+        current: list[str] = []
+
+        @event.listens_for(store._threaded.engine, "before_cursor_execute")
+        def _seen(*_: Any) -> None:
+            threads.setdefault(current[-1], set()).add(threading.get_ident())
+
+        async def call(name: str, *args: Any) -> Any:
+            current.append(name)
+            return await getattr(store, name)("u", *args)
+
+        blocker = sqlite3.connect(tmp_path / "loop.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        try:
+            assert [m.content for m in await call("last_messages", conv.id, 5)] == ["hi"]
+            assert (await call("get_conversation", conv.id)).title == "t"
+            assert len((await call("list_conversations")).data) == 1
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await call("append_message", conv.id, {"role": "assistant", "content": "yo"})
+        assert [m.content for m in await call("get_messages", conv.id)] == ["hi", "yo"]
+    loop_thread = threading.get_ident()
+    for name in ("last_messages", "get_conversation", "list_conversations"):
+        assert threads[name] == {loop_thread}, name
+    for name in ("append_message", "get_messages"):
+        assert loop_thread not in threads[name], name

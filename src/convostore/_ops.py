@@ -83,11 +83,15 @@ class Mode(enum.Enum):
 
 
 MODES: dict[str, Mode] = {}
+#: Reads whose work is capped by a page size (one row, or at most ``MAX_MESSAGE_PAGE``):
+#: ``AsyncStore`` on SQLite runs these on the event loop's own thread, where a hop to a
+#: worker thread would cost more than the read itself (see ``AsyncStore``).
+BOUNDED: set[str] = set()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def operation(mode: Mode) -> Callable[[F], F]:
-    """Register an operation and the way it must be run.
+def operation(mode: Mode, *, bounded: bool = False) -> Callable[[F], F]:
+    """Register an operation and the way it must be run (``bounded``: see :data:`BOUNDED`).
 
     An operation whose first argument is ``user_id`` gets it validated here, once for all
     of them, before any statement is sent: a bad id (not a string, NUL, a lone surrogate)
@@ -95,7 +99,10 @@ def operation(mode: Mode) -> Callable[[F], F]:
     """
 
     def register(fn: F) -> F:
+        assert not bounded or mode is Mode.READ, "only reads can be bounded"
         MODES[fn.__name__] = mode
+        if bounded:
+            BOUNDED.add(fn.__name__)
         if list(inspect.signature(fn).parameters)[1:2] != ["user_id"]:
             return fn
 
@@ -395,7 +402,7 @@ def get_or_create_conversation(
     return get_conversation_by_external_id(tx, user_id, external_id)
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def get_conversation_by_external_id(tx: Tx, user_id: str, external_id: str) -> ConversationPublic:
     """The user's conversation with your ``external_id``; ``NotFoundError`` if none."""
     validate_id(external_id, "external_id")
@@ -406,13 +413,13 @@ def get_conversation_by_external_id(tx: Tx, user_id: str, external_id: str) -> C
     return construct_trusted(ConversationPublic, rows[0])
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def get_conversation(tx: Tx, user_id: str, conversation_id: int) -> ConversationPublic:
     """One conversation of ``user_id``; another user's raises the same ``NotFoundError``."""
     return _require_conversation(tx, user_id, _conversation_id(conversation_id))
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def list_conversations(
     tx: Tx, user_id: str, *, limit: int = 20, cursor: str | None = None
 ) -> Page[ConversationPublic]:
@@ -613,7 +620,7 @@ def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[M
     return construct_all(MessagePublic, rows)
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def list_messages(
     tx: Tx,
     user_id: str,
@@ -658,7 +665,7 @@ def get_messages(tx: Tx, user_id: str, conversation_id: int) -> list[MessagePubl
     return _select(tx, user_id, _conversation_id(conversation_id))
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def last_messages(tx: Tx, user_id: str, conversation_id: int, n: int) -> list[MessagePublic]:
     """The last ``n`` messages, in chronological order."""
     validate_limit(n, maximum=MAX_MESSAGE_PAGE, field="n")
@@ -787,7 +794,7 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     return sorted((_message(r) for r in rows), key=lambda m: m.position)
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def get_message(tx: Tx, user_id: str, conversation_id: int, message_id: int) -> MessagePublic:
     """One message of the user's conversation, by id (``NotFoundError`` otherwise)."""
     cid, mid = _conversation_id(conversation_id), _message_id(message_id)
@@ -1147,7 +1154,7 @@ def interrupt_message(
     return _end(tx, user_id, message_id, "interrupted", metadata, conversation_id)
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def read_stream(
     tx: Tx,
     user_id: str,
@@ -1176,7 +1183,7 @@ def read_stream(
 # ------------------------------------------------------------------------- retention
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def get_retention_policy(tx: Tx, user_id: str) -> RetentionPolicy:
     """``user_id``'s own retention defaults (``None``: the global default applies)."""
     rows = _read(tx, _sql.USER_POLICY, {"uid": user_id})

@@ -116,7 +116,7 @@ def insert_api_key(
     return _info(tx.conn.execute(stmt).one())
 
 
-@operation(Mode.READ)
+@operation(Mode.READ, bounded=True)
 def api_key_by_hash(tx: Tx, key_hash: str) -> ApiKeyInfo | None:
     """The key with this hash, revoked or not; ``None`` when unknown."""
     row = tx.conn.execute(select(*_COLUMNS).where(T.c.key_hash == key_hash)).first()
