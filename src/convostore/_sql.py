@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -801,6 +801,8 @@ class CompiledStatement:
     fields: tuple[str, ...]  # output names, one per selected column
     converters: tuple[tuple[int, str, Any], ...]  # (index, name, result processor)
     literals: tuple[str, ...] = ()  # integer parameters written into the SQL (LIMIT)
+    #: Generated from fields and converters (:func:`_readers`): rows to records, to tuples.
+    readers: tuple[Callable[[Any], Any], Callable[[Any], Any]] = (list, list)
 
     def statement(self, values: dict[str, Any]) -> str:
         """The SQL to send for ``values``: :attr:`sql` with each of :attr:`literals`
@@ -828,36 +830,43 @@ class CompiledStatement:
 
     def tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         """Rows as tuples in :attr:`fields` order, converted like SQLAlchemy would."""
-        if not self.converters:
-            return rows
-        out = []
-        for row in rows:
-            values = list(row)
-            for index, _, convert in self.converters:
-                if (value := values[index]) is not None:
-                    values[index] = convert(value)
-            out.append(values)
-        return out
+        return self.readers[1](rows) if self.converters else rows
 
     def records(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""
-        fields, converters = self.fields, self.converters
-        # zip without strict: fields and columns come from the same statement.
-        if len(converters) == 1:  # the usual case (a timestamp): no inner loop per row
-            [(index, name, convert)] = converters
-            out = []
-            for row in rows:
-                record = dict(zip(fields, row, strict=False))
-                if (value := row[index]) is not None:
-                    record[name] = convert(value)
-                out.append(record)
-            return out
-        out = [dict(zip(fields, row, strict=False)) for row in rows]
-        for record, row in zip(out, rows, strict=False):
-            for index, name, convert in converters:
-                if (value := row[index]) is not None:
-                    record[name] = convert(value)
-        return out
+        return self.readers[0](rows)  # type: ignore[no-any-return]
+
+
+def _empty_records(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{} for _ in rows]
+
+
+def _readers(
+    fields: tuple[str, ...], converters: tuple[tuple[int, str, Any], ...]
+) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The row readers of one statement: rows to dicts, and rows to converted tuples.
+
+    Generated once per statement as one comprehension that unpacks each row into locals
+    and writes a dict (or tuple) display, with each column's result processor inlined:
+    half the Python time per row of a loop over fields and processors (~0.7 against
+    1.7 us a message row), and reading a 1,000-message conversation is mostly that time.
+    """
+    names = [f"v{i}" for i in range(len(fields))]
+    processors = {f"p{i}": convert for i, _, convert in converters}
+    values = [
+        f"None if {v} is None else p{i}({v})" if f"p{i}" in processors else v
+        for i, v in enumerate(names)
+    ]
+    target = ", ".join(names) + ("," if len(names) == 1 else "")
+    record = ", ".join(f"{name!r}: {value}" for name, value in zip(fields, values, strict=True))
+    row = ", ".join(values) + ("," if len(values) == 1 else "")
+    source = (
+        f"def records(rows):\n    return [{{{record}}} for ({target}) in rows]\n"
+        f"def tuples(rows):\n    return [({row}) for ({target}) in rows]\n"
+    )
+    namespace: dict[str, Any] = dict(processors)
+    exec(compile(source, "<convostore row readers>", "exec"), namespace)  # noqa: S102
+    return namespace["records"], namespace["tuples"]
 
 
 #: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).
@@ -891,7 +900,14 @@ def compiled(
     )
     defaults = {k: v for k, v in result.params.items() if v is not None}
     query = CompiledStatement(
-        str(result), positional, defaults, binds, fields, converters, literals
+        str(result),
+        positional,
+        defaults,
+        binds,
+        fields,
+        converters,
+        literals,
+        _readers(fields, converters) if fields else (_empty_records, list),
     )
     cache[id(stmt)] = (stmt, query)
     return query
