@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy import Insert, Select, TextClause, Update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.util import await_only
 
 from convostore import _sql
 from convostore.db import custom_plans, driver_error, observed
@@ -178,6 +179,8 @@ def _driver_execute(
     query = _sql.compiled(stmt, tx.conn.dialect)
     if observed(tx.conn):
         return query, _observed_execute(tx.conn, query, params)
+    if tx.conn.dialect.is_async:
+        return query, _native_execute(tx, query, params)
     cursor = tx.conn.connection.cursor()
     try:
         if isinstance(params, dict):
@@ -189,6 +192,33 @@ def _driver_execute(
         raise driver_error(tx.conn, query.sql, params, exc) from exc
     finally:
         cursor.close()
+
+
+def _native_execute(
+    tx: Tx, query: _sql.CompiledStatement, params: dict[str, Any] | Sequence[dict[str, Any]]
+) -> Sequence[Any]:
+    """:func:`_driver_execute` on psycopg's ``AsyncConnection`` (``AsyncStore`` on
+    PostgreSQL): the statement and its fetch in one await from the greenlet bridge, where
+    SQLAlchemy's adapted cursor spends three (open, execute, fetch) and a layer of calls."""
+    driver = tx.conn.connection.driver_connection
+    try:
+        if isinstance(params, dict):
+            return await_only(_fetch(driver, query.statement(params), query.params(params)))
+        await_only(_execute_many(driver, query.sql, query.params_many(params)))
+        return []
+    except tx.conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(tx.conn, query.sql, params, exc) from exc
+
+
+async def _fetch(driver: Any, sql: str, params: Any) -> list[Any]:
+    async with driver.cursor() as cursor:
+        await cursor.execute(sql, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def _execute_many(driver: Any, sql: str, params: Any) -> None:
+    async with driver.cursor() as cursor:
+        await cursor.executemany(sql, params)
 
 
 def _observed_execute(
