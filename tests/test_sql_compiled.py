@@ -52,3 +52,68 @@ def test_prepared_reads_keep_their_generic_plan(pg_url: str) -> None:
         assert all(generic > custom for generic, custom in rows), rows
     finally:
         engine.dispose()
+
+
+def test_the_fast_path_reads_what_sqlalchemy_reads(store: Store) -> None:
+    """The generated row readers give, column for column, what SQLAlchemy's own execution
+    (its result processors, through ``Connection.execute``) gives for the same statement:
+    JSON decoded, timestamps aware UTC, booleans, NULLs, the lease-aware status."""
+    from datetime import UTC, datetime, timedelta
+
+    from convostore import _ops
+
+    user = "readers"
+    conv = store.create_conversation(
+        user, title="t", metadata={"a": [1, "x"]}, external_id="ext-1", temporary=True
+    )
+    store.create_conversation(user, title="plain")
+    store.append_messages(
+        user,
+        conv.id,
+        [
+            {"role": "user", "content": "q", "metadata": {"k": "v"}, "key": "k1"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f"}}],
+            },
+            {"role": "tool", "content": "r", "tool_call_id": "c1"},
+        ],
+    )
+    streaming = store.begin_message(user, conv.id)
+    now = datetime.now(UTC)
+    # A lease in the past makes the streaming reply read as interrupted: a CASE column.
+    stale = now + timedelta(hours=1)
+    cases = [
+        (
+            _sql.messages_query(after=False, before=False, descending=False, limited=False),
+            {"cid": conv.id, "uid": user, "now": now, "stale": stale},
+        ),
+        (
+            _sql.messages_query(
+                after=True, before=False, descending=True, limited=True, window=True
+            ),
+            {"cid": conv.id, "uid": user, "now": now, "stale": stale, "after": 1, "lim": 3},
+        ),
+        (_sql.conversations_query(paged=False), {"uid": user, "lim": 5, "now": now}),
+        (_sql.CONVERSATION_BY_ID, {"cid": conv.id, "uid": user, "now": now}),
+        (
+            _sql.MESSAGE_BY_ID,
+            {"mid": streaming.id, "cid": conv.id, "uid": user, "now": now, "stale": stale},
+        ),
+    ]
+    with store.engine.connect() as conn:
+        tx = _ops.Tx(conn, conn.dialect.name == "postgresql", store.config)
+        for stmt, params in cases:
+            query = _sql.compiled(stmt, conn.dialect)
+            expected = [
+                {query.fields[i]: value for i, value in enumerate(row)}
+                for row in conn.execute(stmt, params).all()
+            ]
+            assert expected, stmt
+            assert _ops._read(tx, stmt, params) == expected
+            assert [tuple(r.values()) for r in expected] == [
+                tuple(t) for t in query.tuples(_ops._driver_execute(tx, stmt, params)[1])
+            ]
+    statuses = {r["status"] for r in expected}
+    assert statuses == {"interrupted"}
