@@ -352,3 +352,22 @@ async def test_sqlite_page_reads_run_on_the_loop_and_writes_in_a_thread(tmp_path
         assert threads[name] == {loop_thread}, name
     for name in ("append_message", "get_messages"):
         assert loop_thread not in threads[name], name
+
+
+async def test_an_in_memory_sqlite_async_store_is_one_database() -> None:
+    """``sqlite+aiosqlite:///:memory:``: every call sees the one database that migrate
+    created (each thread's connection would be a new, empty one), concurrent calls too."""
+    async with AsyncStore("sqlite+aiosqlite:///:memory:") as store:
+        await store.migrate()
+        conv = await store.create_conversation("u", title="t")
+        await asyncio.gather(
+            *(
+                store.append_message("u", conv.id, {"role": "user", "content": f"m{i}"})
+                for i in range(WRITERS)
+            )
+        )
+        assert (await store.get_conversation("u", conv.id)).message_count == WRITERS
+        assert len(await store.last_messages("u", conv.id, 3)) == 3
+        assert sorted(m.content for m in await store.get_messages("u", conv.id)) == sorted(
+            f"m{i}" for i in range(WRITERS)
+        )

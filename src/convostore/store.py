@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from types import TracebackType
@@ -706,7 +707,12 @@ class AsyncStore(_Base):
         # page-bounded reads (_ops.BOUNDED) none. A host's own engine is used as given, so
         # that its pool really is shared.
         self._threaded: Store | None = None
+        # An in-memory database lives in one connection, and SQLAlchemy's pool gives each
+        # thread a connection of its own: every call then runs on one thread of its own.
+        self._memory_thread: ThreadPoolExecutor | None = None
         if not self._pg and self._owns_engine:
+            if self.engine.url.database in (None, "", ":memory:"):
+                self._memory_thread = ThreadPoolExecutor(1, "convostore-sqlite-memory")
             self._threaded = Store(
                 self.engine.url.set(drivername="sqlite+pysqlite"),
                 max_content_length=self.config.max_content_length,
@@ -785,18 +791,24 @@ class AsyncStore(_Base):
     ) -> R:
         threaded = self._threaded
         if threaded is not None:
-            if op.__name__ in _ops.BOUNDED:
+            if op.__name__ in _ops.BOUNDED and self._memory_thread is None:
                 # A page read from a local file is a copy out of the page cache, and WAL
                 # readers never wait for a lock: it takes less (~0.05 ms) than the hop to a
                 # worker thread and back (0.13-0.23 ms on a 2-core VM). Writes (which wait
                 # for the write lock and fsync) and unbounded reads still take the thread.
                 return threaded._runner.call(op, *args, **kwargs)
-            return await asyncio.to_thread(lambda: threaded._runner.call(op, *args, **kwargs))
+            return await self._in_thread(lambda: threaded._runner.call(op, *args, **kwargs))
         if not self._connected:
             await self._first_connect()
         # One greenlet for the whole call (checkout, statements, return to the pool), where
         # AsyncConnection would spawn one for each of the three.
         return await greenlet_spawn(lambda: self._runner.call(op, *args, **kwargs))
+
+    async def _in_thread(self, fn: Callable[[], R]) -> R:
+        """``fn()`` in a worker thread (SQLite): the in-memory database's own, if any."""
+        if self._memory_thread is None:
+            return await asyncio.to_thread(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._memory_thread, fn)
 
     async def purge_expired(
         self,
@@ -817,8 +829,8 @@ class AsyncStore(_Base):
 
     async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the shipped Alembic migrations."""
-        if self._threaded is not None:
-            await asyncio.to_thread(self._threaded.migrate, revision)
+        if (threaded := self._threaded) is not None:
+            await self._in_thread(lambda: threaded.migrate(revision))
             return
         from convostore.migrate import upgrade_connection
 
@@ -847,7 +859,9 @@ class AsyncStore(_Base):
         for replica in self._own_replicas:
             await replica.dispose()
         if self._threaded is not None:
-            self._threaded.close()
+            await self._in_thread(self._threaded.close)
+        if self._memory_thread is not None:
+            self._memory_thread.shutdown()
         if self._owns_engine:
             await self.engine.dispose()
 
