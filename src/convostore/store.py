@@ -794,7 +794,7 @@ class AsyncStore(_Base):
             if op.__name__ in _ops.BOUNDED and self._memory_thread is None:
                 # A page read from a local file is a copy out of the page cache, and WAL
                 # readers never wait for a lock: it takes less (~0.05 ms) than the hop to a
-                # worker thread and back (0.13-0.23 ms on a 2-core VM). Writes (which wait
+                # worker thread and back (0.13-0.27 ms on a 2-core VM). Writes (which wait
                 # for the write lock and fsync) and unbounded reads still take the thread.
                 return threaded._runner.call(op, *args, **kwargs)
             return await self._in_thread(lambda: threaded._runner.call(op, *args, **kwargs))
