@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
 
-from convostore.config import Settings, get_settings
+from convostore import AsyncStore, Store
+from convostore.config import Settings, get_settings, normalize_url
 from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
 from convostore.errors import ConfigurationError
 
@@ -106,3 +109,60 @@ def test_a_bad_timeout_in_the_url_is_a_configuration_error(path: Path, value: st
     with pytest.raises(ConfigurationError) as err:
         make_engine(f"sqlite:///{path}?timeout={value}")
     assert "timeout" in str(err.value)
+
+
+# ------------------------------------------------------------- PostgreSQL sessions' zone
+
+#: A session in UTC under Debian's default name for it.
+ETC_UTC = {"options": "-c timezone=Etc/UTC"}
+
+
+def _zone_and_now(conn: Connection) -> tuple[str, datetime]:
+    zone = conn.execute(text("SHOW TimeZone")).scalar_one()
+    # Read on the driver, past SQLAlchemy's conversion: what psycopg itself hands over.
+    cursor = conn.connection.cursor()
+    cursor.execute("SELECT now()")
+    (now,) = cursor.fetchone()
+    cursor.close()
+    return zone, now
+
+
+@pytest.mark.postgres
+def test_our_sessions_in_utc_by_another_name_are_renamed_utc(pg_url: str) -> None:
+    """The driver then gives timestamps in UTC itself: nothing left to convert."""
+    with Store(pg_url, connect_args=ETC_UTC) as store:
+        with store.engine.connect() as conn:
+            zone, now = _zone_and_now(conn)
+    assert zone == "UTC" and now.tzinfo is UTC
+
+
+@pytest.mark.postgres
+async def test_our_async_sessions_in_utc_by_another_name_are_renamed_utc(pg_url: str) -> None:
+    async with AsyncStore(pg_url, connect_args=ETC_UTC) as store:
+        async with store.engine.connect() as conn:
+            zone, now = await conn.run_sync(_zone_and_now)
+    assert zone == "UTC" and now.tzinfo is UTC
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("where", ["a zone that is not UTC", "a host's engine", "behind a pooler"])
+def test_every_other_session_keeps_its_zone_and_still_reads_utc(pg_url: str, where: str) -> None:
+    options = {"options": "-c timezone=Asia/Tokyo"} if where.startswith("a zone") else ETC_UTC
+    expected = "Asia/Tokyo" if where.startswith("a zone") else "Etc/UTC"
+    if where == "a host's engine":
+        store = Store(create_engine(normalize_url(pg_url), connect_args=options))
+    else:
+        url = f"{pg_url}?pgbouncer=true" if where == "behind a pooler" else pg_url
+        store = Store(url, connect_args=options)
+    try:
+        user = f"zone-{where}"
+        conv = store.create_conversation(user, title="t")
+        with store.engine.connect() as conn:
+            assert _zone_and_now(conn)[0] == expected
+        stored = store.get_conversation(user, conv.id)
+        assert stored.created_at.tzinfo is UTC and stored.created_at == conv.created_at
+        assert abs((datetime.now(UTC) - stored.created_at).total_seconds()) < 60
+        store.delete_user(user)
+    finally:
+        store.close()
+        store.engine.dispose()

@@ -14,6 +14,13 @@ prepares a statement after its fifth run, and a pooler before PgBouncer 1.21 han
 next transaction a server connection that never saw it ("prepared statement ... does not
 exist"). Nothing else convostore does needs a session: autocommit is a client-side flag
 of the driver, and the migration lock is transaction-scoped.
+
+PostgreSQL engines convostore creates itself (not a pooler's, not a host's) rename a
+session's zone to ``UTC`` when it connects in UTC under another name (``Etc/UTC`` is
+Debian's default): the driver then hands timestamps over as UTC datetimes and they need
+no conversion, a third of a microsecond each (~15% of reading 1,000 messages). Every
+other session keeps its zone and its values are converted; either way every timestamp
+comes back aware and in UTC.
 """
 
 from __future__ import annotations
@@ -53,6 +60,12 @@ __all__ = [
 WRITE_OPTION = "convostore_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _CONFIGURED = "_convostore_configured"
+#: Zones that are UTC under another name: psycopg hands their timestamps over in a zone
+#: object of that name, which convostore converts; ``UTC`` itself it gives as UTC.
+_UTC_ALIASES = frozenset(
+    ("Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu")
+    + ("GMT", "Etc/GMT", "Etc/GMT0", "GMT0", "Etc/Greenwich", "Greenwich")
+)
 _POOLED = "_convostore_pooled"
 
 
@@ -69,7 +82,7 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
     _check_driver(parsed)
     # Looked up at call time, so instrumentation that wraps SQLAlchemy's factories after
     # convostore was imported (OpenTelemetry's SQLAlchemyInstrumentor) still sees engines.
-    return configure_engine(sqlalchemy.create_engine(parsed, **kwargs))
+    return _utc_sessions(configure_engine(sqlalchemy.create_engine(parsed, **kwargs)))
 
 
 def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngine:
@@ -77,7 +90,33 @@ def make_async_engine(url: str | URL | None = None, **kwargs: Any) -> AsyncEngin
     parsed = normalize_url(url if url is not None else get_settings().database_url, is_async=True)
     _check_driver(parsed)
     engine = sa_asyncio.create_async_engine(parsed, **kwargs)
-    configure_engine(engine.sync_engine)
+    _utc_sessions(configure_engine(engine.sync_engine))
+    return engine
+
+
+def _utc_sessions(engine: Engine) -> Engine:
+    """Name UTC ``UTC`` in each PostgreSQL session of an engine of ours (module text).
+
+    Only a session already in a zone that is UTC by another name (Debian's default
+    ``Etc/UTC``, ``GMT``, ...) is changed, so no instant, offset or chosen zone ever
+    differs. Not behind a transaction pooler: a server connection's zone is the pooler's
+    to juggle between its clients there, with a ``SET`` of its own where they differ.
+    """
+    if engine.dialect.name != "postgresql" or is_pooled(engine):
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _in_utc(dbapi_connection: Any, _record: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if driver.info.parameter_status("TimeZone") not in _UTC_ALIASES:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # the SET is a transaction's until it commits
+
     return engine
 
 
