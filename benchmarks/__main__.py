@@ -1,5 +1,5 @@
 """``python -m benchmarks [--backend sqlite|postgresql|scale-out|all] [--quick]
-[--scale|--search|--streaming] [--out DIR]``.
+[--scale|--search|--streaming|--breakdown] [--out DIR]``.
 
 ``scale-out``: W4/W5/W7 through PgBouncer and from a streaming replica next to direct
 (``benchmarks/scaleout.py``); ``all`` runs it after the two databases."""
@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a streamed reply of 500 deltas (batched every ~100 ms) vs one append",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="where the time of one call goes: raw SQL, convostore's SQL, the pool, the store",
+    )
+    parser.add_argument(
         "--max-rows",
         type=int,
         default=None,
@@ -66,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.streaming import main_streaming
 
         main_streaming(backends, args.out, quick=args.quick)
+        return 0
+    if args.breakdown:
+        from benchmarks.breakdown import main_breakdown
+
+        main_breakdown(backends or list(BACKENDS), args.out, quick=args.quick)
         return 0
     if args.scale:
         from benchmarks.scale import main_scale

@@ -339,3 +339,27 @@ async def test_scale_out_run_in_tiny_mode() -> None:
         r.status for r in rows if r.status.endswith("x direct convostore")
     }
     assert parse_args(["--backend", "scale-out"]).backend == "scale-out"
+
+
+async def test_the_breakdown_times_every_rung_and_checks_the_answers(bench_db: Database) -> None:
+    from benchmarks.breakdown import markdown, run_breakdown
+
+    rungs = await run_breakdown(bench_db, rounds=1, calls=2)
+    names = ["raw SQL", "convostore's SQL", "+ pooled connection", "Store", "AsyncStore"]
+    if bench_db.backend == "postgresql":
+        names.append("raw async SQL")
+    by_workload: dict[str, list[str]] = {}
+    for r in rungs:
+        by_workload.setdefault(r.workload, []).append(r.name)
+        assert r.wall_us > 0 and r.cpu_us >= 0
+    assert by_workload == {"W4": names, "W5": names, "W1": ["raw SQL", "Store", "AsyncStore"]}
+    table = markdown(rungs)
+    assert f"| {bench_db.backend} | W4 | + pooled connection |" in table
+    assert parse_args(["--breakdown"]).breakdown
+
+
+async def test_a_wrong_answer_in_the_breakdown_is_an_error() -> None:
+    from benchmarks.breakdown import Step, _measure
+
+    with pytest.raises(CheckError, match="broken: wrong answer"):
+        await _measure([Step("broken", lambda: [], lambda result: len(result) == 20)], 1, 1)
