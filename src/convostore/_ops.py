@@ -211,9 +211,11 @@ def _native_execute(
 
 
 async def _fetch(driver: Any, sql: str, params: Any) -> list[Any]:
+    # Every prebuilt statement returns rows, as on the sync path. (Not ``if
+    # cursor.description``: psycopg builds a Column object per column at each access.)
     async with driver.cursor() as cursor:
         await cursor.execute(sql, params)
-        return await cursor.fetchall() if cursor.description is not None else []
+        return await cursor.fetchall()  # type: ignore[no-any-return]
 
 
 async def _execute_many(driver: Any, sql: str, params: Any) -> None:
