@@ -25,7 +25,6 @@ import asyncio
 import gc
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import event
 
-from benchmarks.data import Backend, Database, create_database, drop_database
+from benchmarks.data import Backend, Database, fresh_databases
+from benchmarks.report import print_and_write
 from benchmarks.subjects import SELECT_LAST, SELECT_RECENT, RawPostgres, RawSqlite
 from benchmarks.workloads import CheckError
 from convostore import AsyncStore, Store
@@ -279,22 +279,13 @@ def main_breakdown(backends: list[Backend], out_dir: Path, *, quick: bool) -> li
     console = Console()
     rounds, calls = (10, 50) if quick else (30, 100)
     rungs: list[Rung] = []
-    with tempfile.TemporaryDirectory(prefix="convostore-bench-") as tmp:
-        for backend in backends:
-            console.log(f"{backend}: where a call's time goes, {rounds} rounds x {calls} calls")
-            db = create_database(backend, Path(tmp), name="convostore_bench_breakdown")
-            try:
-                rungs.extend(asyncio.run(run_breakdown(db, rounds=rounds, calls=calls)))
-            finally:
-                drop_database(db)
+    for db in fresh_databases(backends, "convostore_bench_breakdown"):
+        console.log(f"{db.backend}: where a call's time goes, {rounds} rounds x {calls} calls")
+        rungs.extend(asyncio.run(run_breakdown(db, rounds=rounds, calls=calls)))
     table = Table(title="Where the time of a call goes")
     for name in ("backend", "workload", "rung", "median us", "CPU us"):
         table.add_column(name)
     for r in rungs:
         table.add_row(r.backend, r.workload, r.name, f"{r.wall_us:.0f}", f"{r.cpu_us:.0f}")
-    console.print(table)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "breakdown.md"
-    path.write_text(markdown(rungs))
-    console.print(f"results written to {path}")
+    print_and_write(console, table, out_dir, "breakdown.md", markdown(rungs))
     return rungs

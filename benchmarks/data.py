@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -140,6 +141,17 @@ def create_database(backend: Backend, workdir: Path, name: str = PG_BENCH_DB) ->
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         db = Database(backend, f"sqlite:///{path}", path)
     return migrated(db)
+
+
+def fresh_databases(backends: Iterable[Backend], name: str) -> Iterator[Database]:
+    """A fresh, migrated database of each backend in turn, dropped when its turn ends."""
+    with tempfile.TemporaryDirectory(prefix="convostore-bench-") as tmp:
+        for backend in backends:
+            db = create_database(backend, Path(tmp), name=name)
+            try:
+                yield db
+            finally:
+                drop_database(db)
 
 
 def migrated(db: Database) -> Database:

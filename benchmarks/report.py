@@ -311,3 +311,13 @@ def machine_md(info: dict[str, Any]) -> str:
         f"PostgreSQL {info['postgresql'] or '-'}; SQLite {info['sqlite']} "
         f"(synchronous={info.get('sqlite_synchronous', '?')}); {pk}."
     )
+
+
+def print_and_write(console: Console, table: Table, out_dir: Path, name: str, text: str) -> Path:
+    """Show ``table`` and write ``text`` to ``out_dir/name`` (a run's markdown result)."""
+    console.print(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(text)
+    console.print(f"results written to {path}")
+    return path

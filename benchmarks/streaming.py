@@ -18,7 +18,6 @@ and per delta.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.data import Backend, Database, create_database, drop_database
-from benchmarks.report import percentile
+from benchmarks.data import Backend, Database, fresh_databases
+from benchmarks.report import percentile, print_and_write
 from benchmarks.workloads import CheckError
 from convostore import Store
 
@@ -133,14 +132,9 @@ def main_streaming(backends: list[Backend], out_dir: Path, *, quick: bool) -> li
     console = Console()
     reps = 5 if quick else 20
     rows: list[StreamRow] = []
-    with tempfile.TemporaryDirectory(prefix="convostore-bench-") as tmp:
-        for backend in backends:
-            console.log(f"{backend}: streamed reply of {TOKENS} tokens, {reps} repetitions")
-            db = create_database(backend, Path(tmp), name="convostore_bench_streaming")
-            try:
-                rows.extend(run_streaming(db, reps=reps))
-            finally:
-                drop_database(db)
+    for db in fresh_databases(backends, "convostore_bench_streaming"):
+        console.log(f"{db.backend}: streamed reply of {TOKENS} tokens, {reps} repetitions")
+        rows.extend(run_streaming(db, reps=reps))
     table = Table(title=f"A streamed reply of {TOKENS} tokens (database time)")
     for name in ("backend", "way", "calls", "median ms", "p95 ms", "ms/call"):
         table.add_column(name)
@@ -153,9 +147,5 @@ def main_streaming(backends: list[Backend], out_dir: Path, *, quick: bool) -> li
             f"{r.p95_ms:.2f}",
             f"{r.per_call_ms:.3f}",
         )
-    console.print(table)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "streaming.md"
-    path.write_text(markdown(rows))
-    console.print(f"results written to {path}")
+    print_and_write(console, table, out_dir, "streaming.md", markdown(rows))
     return rows
