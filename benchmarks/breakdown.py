@@ -179,13 +179,7 @@ async def run_breakdown(db: Database, *, rounds: int, calls: int) -> list[Rung]:
         rungs: list[Rung] = []
         for workload, (sync_call, async_call, raw_sql, raw_params) in reads.items():
             sql, params = _captured(store, sync_call)
-
-            def count(result: Any, n: int = N + 1 if workload == "W5" else N) -> bool:
-                return len(result) == n
-
-            def twenty(result: Any) -> bool:
-                return len(getattr(result, "data", result)) == N
-
+            count = _rows(N + 1 if workload == "W5" else N)  # W5's SQL fetches one more
             steps = [
                 Step(
                     "raw SQL", lambda s=raw_sql, a=raw_params: own.execute(s, a).fetchall(), count
@@ -194,8 +188,8 @@ async def run_breakdown(db: Database, *, rounds: int, calls: int) -> list[Rung]:
                     "convostore's SQL", lambda s=sql, a=params: own.execute(s, a).fetchall(), count
                 ),
                 Step("+ pooled connection", _pooled(store, pg, sql, params), count),
-                Step("Store", sync_call, twenty),
-                Step("AsyncStore", async_call, twenty, is_async=True),
+                Step("Store", sync_call, _page),
+                Step("AsyncStore", async_call, _page, is_async=True),
             ]
             if araw is not None:
                 steps.append(
@@ -232,6 +226,15 @@ def _some(result: Any) -> bool:
     return result is not None
 
 
+def _page(result: Any) -> bool:
+    """A store's answer: ``N`` messages, or a page of ``N`` conversations."""
+    return len(getattr(result, "data", result)) == N
+
+
+def _rows(n: int) -> Callable[[Any], bool]:
+    return lambda rows: len(rows) == n
+
+
 def _async_read(conn: psycopg.AsyncConnection[Any], sql: str, params: Any) -> Callable[[], Any]:
     async def call() -> Any:
         cursor = await conn.execute(sql, params)
@@ -246,6 +249,10 @@ def _rungs(
     return [Rung(backend, workload, s.name, *figures[s.name]) for s in steps]
 
 
+#: Rungs compared with another than the one before them.
+_COMPARED_WITH = {"AsyncStore": "Store", "raw async SQL": "raw SQL"}
+
+
 def markdown(rungs: list[Rung]) -> str:
     """The table: each rung's median, what it adds to the rung before, its CPU per call."""
     lines = [
@@ -255,11 +262,7 @@ def markdown(rungs: list[Rung]) -> str:
     previous: dict[tuple[str, str], float] = {}
     for r in rungs:
         key = (r.backend, r.workload)
-        # AsyncStore is compared with Store; raw async SQL with raw SQL.
-        before = {
-            "AsyncStore": "Store",
-            "raw async SQL": "raw SQL",
-        }.get(r.name)
+        before = _COMPARED_WITH.get(r.name)
         base = (
             next(x.wall_us for x in rungs if (x.backend, x.workload, x.name) == (*key, before))
             if before
