@@ -149,3 +149,28 @@ async def test_echo_logs_every_statement(
         and not r.getMessage().lstrip().startswith(not_statements)
     ]  # fmt: skip
     assert seen.events > 12 and len(logged) == seen.events, [r.getMessage()[:40] for r in logged]
+
+
+@pytest.mark.parametrize("where", ["engine, after the store's first calls", "Connection class"])
+def test_a_listener_added_later_sees_every_statement(db_url: str, where: str) -> None:
+    # The fast path asks the engine's dispatch whether anything listens (db.observed), and
+    # the connection's own only where listeners sit on a connection or its class: both
+    # places, and a listener that arrives once connections have been used, are seen.
+    from sqlalchemy.engine import Connection
+
+    seen = Seen()
+    with Store(db_url) as store:
+        conv = store.create_conversation("alice", messages=[{"role": "user", "content": "hi"}])
+        store.last_messages("alice", conv.id, 5)  # resolves the engine's events once
+        target: Any = store.engine if where.startswith("engine") else Connection
+        event.listen(target, "before_cursor_execute", seen.before_cursor_execute)
+        try:
+            store.last_messages("alice", conv.id, 5)
+            store.append_message("alice", conv.id, {"role": "assistant", "content": "hello"})
+            store.list_conversations("alice")
+            reads_and_append = seen.events
+        finally:
+            event.remove(target, "before_cursor_execute", seen.before_cursor_execute)
+        store.last_messages("alice", conv.id, 5)
+    assert reads_and_append >= 3  # one statement each at least
+    assert seen.events == reads_and_append  # and none once the listener is gone
