@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from convostore import Store, _sql
 from convostore.db import make_engine
+from convostore.schemas import ConversationPublic, MessagePublic
 
 
 def test_each_dialect_gets_its_own_compilation() -> None:
@@ -115,5 +116,19 @@ def test_the_fast_path_reads_what_sqlalchemy_reads(store: Store) -> None:
             assert [tuple(r.values()) for r in expected] == [
                 tuple(t) for t in query.tuples(_ops._driver_execute(tx, stmt, params)[1])
             ]
+            model = ConversationPublic if "message_count" in query.fields else MessagePublic
+            if set(query.fields) != set(model.model_fields):
+                continue  # the history window's columns: read as tuples, never as models
+            built = query.models(model, _ops._driver_execute(tx, stmt, params)[1])
+            # As validation would build them from what SQLAlchemy read, field for field.
+            assert built == [model(**r) for r in expected]
+            assert [m.model_dump_json() for m in built] == [
+                model(**r).model_dump_json() for r in expected
+            ]
     statuses = {r["status"] for r in expected}
     assert statuses == {"interrupted"}
+    # A model reader needs exactly the model's fields: a statement that selects others
+    # is refused when the reader is made, not read into a half-filled instance.
+    conversation_query = _sql.compiled(_sql.conversations_query(paged=False), store.engine.dialect)
+    with pytest.raises(TypeError, match="MessagePublic needs exactly its fields"):
+        conversation_query.models(MessagePublic, [])

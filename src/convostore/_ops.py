@@ -460,8 +460,10 @@ def list_conversations(
     cursor = validate_cursor(cursor)
     after = _sql.decode_cursor(cursor) if cursor else None
     stmt = _sql.conversations_query(paged=after is not None)
-    rows = _read(tx, stmt, _sql.conversations_params(user_id, limit + 1, after, _now(tx)))
-    data = construct_all(ConversationPublic, rows[:limit])
+    query, rows = _driver_execute(
+        tx, stmt, _sql.conversations_params(user_id, limit + 1, after, _now(tx))
+    )
+    data = query.models(ConversationPublic, rows[:limit])
     has_more = len(rows) > limit
     last = data[-1] if data else None
     next_cursor = _sql.encode_cursor(last.updated_at, last.id) if has_more and last else None
@@ -643,13 +645,14 @@ def append_messages(
 
 
 def _select(tx: Tx, user_id: str, conversation_id: int, **kwargs: Any) -> list[MessagePublic]:
-    rows = _read(
-        tx, *_sql.messages_params(user_id, conversation_id, _now(tx), stale=_stale(tx), **kwargs)
+    stmt, params = _sql.messages_params(
+        user_id, conversation_id, _now(tx), stale=_stale(tx), **kwargs
     )
+    query, rows = _driver_execute(tx, stmt, params)
     if not rows:
         # An empty answer is ambiguous: an empty page, or not this user's conversation.
         _require_conversation(tx, user_id, conversation_id)
-    return construct_all(MessagePublic, rows)
+    return query.models(MessagePublic, rows)
 
 
 @operation(Mode.READ, bounded=True)

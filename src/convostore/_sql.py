@@ -12,10 +12,10 @@ import binascii
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -74,8 +74,10 @@ from convostore.models import (
     tombstones_table,
     users_table,
 )
-from convostore.schemas import MessageCreate
+from convostore.schemas import MessageCreate, trusted_parts
 from convostore.types import UTCDateTime
+
+_M = TypeVar("_M")
 
 C = conversations_table
 M = messages_table
@@ -803,6 +805,10 @@ class CompiledStatement:
     literals: tuple[str, ...] = ()  # integer parameters written into the SQL (LIMIT)
     #: Generated from fields and converters (:func:`_readers`): rows to records, to tuples.
     readers: tuple[Callable[[Any], Any], Callable[[Any], Any]] = (list, list)
+    #: Rows to instances of a model, generated per model on first use (:meth:`models`).
+    model_readers: dict[type[Any], Callable[[Any], list[Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def statement(self, values: dict[str, Any]) -> str:
         """The SQL to send for ``values``: :attr:`sql` with each of :attr:`literals`
@@ -836,6 +842,15 @@ class CompiledStatement:
         """Rows as dicts keyed by :attr:`fields`, converted like SQLAlchemy would."""
         return self.readers[0](rows)  # type: ignore[no-any-return]
 
+    def models(self, cls: type[_M], rows: Sequence[Sequence[Any]]) -> list[_M]:
+        """Rows as ``cls`` instances: ``construct_all(cls, self.records(rows))`` in one
+        generated loop, without the list of dicts in between (the statement must select
+        exactly the model's fields)."""
+        reader = self.model_readers.get(cls)
+        if reader is None:
+            reader = self.model_readers[cls] = _model_reader(cls, self.fields, self.converters)
+        return reader(rows)
+
 
 def _empty_records(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [{} for _ in rows]
@@ -867,6 +882,40 @@ def _readers(
     namespace: dict[str, Any] = dict(processors)
     exec(compile(source, "<convostore row readers>", "exec"), namespace)  # noqa: S102
     return namespace["records"], namespace["tuples"]
+
+
+def _model_reader(
+    cls: type[Any], fields: tuple[str, ...], converters: tuple[tuple[int, str, Any], ...]
+) -> Callable[[Any], list[Any]]:
+    """The generated loop behind :meth:`CompiledStatement.models`: each row unpacked and
+    converted as in :func:`_readers`, its dict handed to ``cls`` as
+    :func:`~convostore.schemas.construct_all` fills an instance (``schemas.trusted_parts``)."""
+    if set(fields) != set(cls.model_fields) or len(fields) != len(cls.model_fields):
+        raise TypeError(f"{cls.__name__} needs exactly its fields selected, not {fields}")
+    names = [f"v{i}" for i in range(len(fields))]
+    processors = {f"p{i}": convert for i, _, convert in converters}
+    values = [
+        f"None if {v} is None else p{i}({v})" if f"p{i}" in processors else v
+        for i, v in enumerate(names)
+    ]
+    target = ", ".join(names) + ("," if len(names) == 1 else "")
+    record = ", ".join(f"{name!r}: {value}" for name, value in zip(fields, values, strict=True))
+    source = (
+        "def models(rows):\n"
+        "    out = []\n"
+        "    append = out.append\n"
+        f"    for ({target}) in rows:\n"
+        "        obj = new(cls)\n"
+        f"        set_dict(obj, '__dict__', {{{record}}})\n"
+        "        set_fields(obj, fields_set)\n"
+        "        set_extra(obj, None)\n"
+        "        set_private(obj, None)\n"
+        "        append(obj)\n"
+        "    return out\n"
+    )
+    namespace: dict[str, Any] = {**processors, **trusted_parts(cls)}
+    exec(compile(source, f"<convostore {cls.__name__} reader>", "exec"), namespace)  # noqa: S102
+    return namespace["models"]  # type: ignore[no-any-return]
 
 
 #: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).

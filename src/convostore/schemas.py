@@ -565,11 +565,30 @@ def construct_trusted(cls: type[_Model], values: dict[str, Any]) -> _Model:
     return construct_all(cls, (values,))[0]
 
 
-def construct_all(cls: type[_Model], records: Iterable[dict[str, Any]]) -> list[_Model]:
-    """:func:`construct_trusted` for many records (one loop, no call per row)."""
+def _fields_set(cls: type[BaseModel]) -> set[str]:
     fields_set = _FIELDS_SET.get(cls)
     if fields_set is None:
         fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
+    return fields_set
+
+
+def trusted_parts(cls: type[BaseModel]) -> dict[str, Any]:
+    """What :func:`construct_all` fills an instance with, by name, for code generated to
+    do the same per row (``_sql.CompiledStatement.models``)."""
+    return {
+        "new": cls.__new__,
+        "cls": cls,
+        "set_dict": _SET_DICT,
+        "fields_set": _fields_set(cls),
+        "set_fields": _SET_FIELDS_SET,
+        "set_extra": _SET_EXTRA,
+        "set_private": _SET_PRIVATE,
+    }
+
+
+def construct_all(cls: type[_Model], records: Iterable[dict[str, Any]]) -> list[_Model]:
+    """:func:`construct_trusted` for many records (one loop, no call per row)."""
+    fields_set = _fields_set(cls)
     new, set_dict, set_fields = cls.__new__, _SET_DICT, _SET_FIELDS_SET
     set_extra, set_private = _SET_EXTRA, _SET_PRIVATE
     out = []
