@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
@@ -132,3 +133,67 @@ def test_the_fast_path_reads_what_sqlalchemy_reads(store: Store) -> None:
     conversation_query = _sql.compiled(_sql.conversations_query(paged=False), store.engine.dialect)
     with pytest.raises(TypeError, match="MessagePublic needs exactly its fields"):
         conversation_query.models(MessagePublic, [])
+
+
+def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
+    """The generated parameter binders send the driver, value for value, what SQLAlchemy's
+    own execution of the same statement sends (captured from ``before_cursor_execute``):
+    the bind processors applied, its own bound values (``OFFSET 0``) kept, in the
+    dialect's style (a list in order on SQLite, a dict on PostgreSQL)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    from convostore.schemas import MessageCreate
+
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    conv = store.create_conversation("binder", title="t")
+    message = MessageCreate(role="user", content="q", metadata={"k": ["v", 1]}, key="k1")
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        _sql.messages_params("binder", conv.id, now, stale=now, descending=True, limit=20),
+        _sql.messages_params("binder", conv.id, now, stale=now, after=3, before=9),
+        (_sql.conversations_query(paged=False), _sql.conversations_params("binder", 5, None, now)),
+        (_sql.CONVERSATION_BY_ID, {"cid": conv.id, "uid": "binder", "now": now}),
+        (
+            _sql.INSERT_ONE_MESSAGE,
+            _sql.message_rows("binder", conv.id, 0, [message], now)[0],
+        ),
+        _sql.pg_append("binder", conv.id, [message], now, "title"),
+        _sql.pg_append(
+            "binder",
+            conv.id,
+            [message, MessageCreate(role="tool", content="a", tool_call_id="c1")],
+            now,
+            None,
+        ),
+    ]
+    sent: list[Any] = []
+
+    def capture(_c: Any, _cur: Any, _sql_text: str, params: Any, *_: Any) -> None:
+        sent.append(params)
+
+    pg = store.engine.dialect.name == "postgresql"
+    checked = 0
+    with store.engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", capture)
+        for stmt, values in cases:
+            if any(stmt is s for s in (_sql.PG_APPEND, _sql.PG_APPEND_ONE)) and not pg:
+                continue  # PostgreSQL's own append statements
+            query = _sql.compiled(stmt, conn.dialect)
+            sent.clear()
+            with conn.begin() as tx:
+                conn.execute(stmt, values)
+                tx.rollback()
+            ours = query.params(values)
+            theirs = sent[-1]  # after the BEGIN, where that is a statement (SQLite)
+            if pg:  # a dict: SQLAlchemy sends exactly the statement's names
+                assert _unwrapped(ours) == _unwrapped(theirs), stmt
+            else:
+                assert tuple(ours) == tuple(theirs), stmt
+            checked += 1
+    assert checked == (7 if pg else 5)
+
+
+def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:
+    # psycopg's Jsonb wrapper compares by identity: compare what it wraps.
+    return {k: getattr(v, "obj", v) for k, v in params.items()}

@@ -805,6 +805,8 @@ class CompiledStatement:
     literals: tuple[str, ...] = ()  # integer parameters written into the SQL (LIMIT)
     #: Generated from fields and converters (:func:`_readers`): rows to records, to tuples.
     readers: tuple[Callable[[Any], Any], Callable[[Any], Any]] = (list, list)
+    #: Generated from the binds (:func:`_binder`): a call's values to the driver's.
+    binder: Callable[[dict[str, Any]], Any] = dict
     #: Rows to instances of a model, generated per model on first use (:meth:`models`).
     model_readers: dict[type[Any], Callable[[Any], list[Any]]] = field(
         default_factory=dict, compare=False, repr=False
@@ -821,18 +823,14 @@ class CompiledStatement:
         return sql
 
     def params(self, values: dict[str, Any]) -> Any:
-        merged = {**self.defaults, **values}
-        processed = {
-            k: (p(v) if (p := self.binds.get(k)) is not None else v)
-            for k, v in merged.items()
-            if k not in self.literals
-        }
-        if self.positional is None:
-            return processed
-        return [processed[name] for name in self.positional]
+        """The driver's parameters for ``values``: each bound value through its type's
+        bind processor, SQLAlchemy's own values where ``values`` gives none, as a dict
+        (named style) or a list in :attr:`positional` order."""
+        return self.binder(values)
 
     def params_many(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
-        return [self.params(row) for row in rows]
+        binder = self.binder
+        return [binder(row) for row in rows]
 
     def tuples(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
         """Rows as tuples in :attr:`fields` order, converted like SQLAlchemy would."""
@@ -918,6 +916,37 @@ def _model_reader(
     return namespace["models"]  # type: ignore[no-any-return]
 
 
+def _binder(
+    names: Sequence[str], positional: bool, defaults: dict[str, Any], binds: dict[str, Any]
+) -> Callable[[dict[str, Any]], Any]:
+    """The parameter binder of one statement, generated once: a dict (or list) display
+    with each value looked up and processed in place, where a loop over the statement's
+    binds and its defaults costs ~10 bytecodes a parameter (~6% of an append's Python).
+
+    ``names``: the statement's bind names, in ``positional`` order where that is its
+    style. A name SQLAlchemy bound a value to itself (:attr:`CompiledStatement.defaults`)
+    takes that value unless the call gives one; any other name must be given.
+    """
+    namespace: dict[str, Any] = {}
+    values: dict[str, str] = {}
+    for i, name in enumerate(dict.fromkeys(names)):
+        value = f"values[{name!r}]"
+        if name in defaults:
+            namespace[f"d{i}"] = defaults[name]
+            value = f"values.get({name!r}, d{i})"
+        if (processor := binds.get(name)) is not None:
+            namespace[f"p{i}"] = processor
+            value = f"p{i}({value})"
+        values[name] = value
+    if positional:
+        display = "[" + ", ".join(values[name] for name in names) + "]"
+    else:
+        display = "{" + ", ".join(f"{name!r}: {value}" for name, value in values.items()) + "}"
+    source = f"def binder(values):\n    return {display}\n"
+    exec(compile(source, "<convostore parameter binder>", "exec"), namespace)  # noqa: S102
+    return namespace["binder"]  # type: ignore[no-any-return]
+
+
 #: Output names that differ from column names (``MessagePublic.key`` is ``client_key``).
 _FIELD_NAMES = {"client_key": "key"}
 # Keyed by the dialect instance (an engine's, with its own serializers) and the statement,
@@ -948,6 +977,7 @@ def compiled(
         tuple(n for n in result.positiontup if n not in literals) if result.positiontup else None
     )
     defaults = {k: v for k, v in result.params.items() if v is not None}
+    names = positional if positional is not None else [n for n in result.binds if n not in literals]
     query = CompiledStatement(
         str(result),
         positional,
@@ -957,6 +987,7 @@ def compiled(
         converters,
         literals,
         _readers(fields, converters) if fields else (_empty_records, list),
+        _binder(names, positional is not None, defaults, binds),
     )
     cache[id(stmt)] = (stmt, query)
     return query
