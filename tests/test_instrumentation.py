@@ -174,3 +174,55 @@ def test_a_listener_added_later_sees_every_statement(db_url: str, where: str) ->
         store.last_messages("alice", conv.id, 5)
     assert reads_and_append >= 3  # one statement each at least
     assert seen.events == reads_and_append  # and none once the listener is gone
+
+
+def test_engine_connect_listeners_fire_for_every_call(db_url: str) -> None:
+    # A call makes no SQLAlchemy Connection where nothing watches (``db.watched``), but a
+    # host's engine_connect hook (per-connection settings, tenancy) keeps firing per call.
+    connects: list[Any] = []
+    with Store(db_url) as store:
+        conv = store.create_conversation("alice")
+        event.listen(store.engine, "engine_connect", connects.append)
+        store.last_messages("alice", conv.id, 5)
+        store.list_conversations("alice")
+        store.append_message("alice", conv.id, {"role": "user", "content": "hi"})
+    assert len(connects) == 3
+
+
+def test_unwatched_calls_make_a_connection_only_when_asked(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads and single-statement writes on the prebuilt statements run on a bare pool
+    checkout; an operation that sends a Core statement gets its Connection on demand;
+    every checkout goes back to the pool, whatever the call raised."""
+    from sqlalchemy.engine import Connection
+
+    from convostore import NotFoundError
+
+    # SQLAlchemy never clears the flag a listener on the Connection class sets (an earlier
+    # test here adds and removes one): start from a process where none was ever added.
+    monkeypatch.setattr(Connection, "_has_events", False)
+    made: list[Connection] = []
+    original = Connection.__init__
+
+    def counting(self: Connection, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    with Store(db_url) as store:
+        conv = store.create_conversation("alice", messages=[{"role": "user", "content": "hi"}])
+        pool = store.engine.pool
+        monkeypatch.setattr(Connection, "__init__", counting)
+        store.last_messages("alice", conv.id, 5)
+        store.list_messages("alice", conv.id, limit=2)
+        store.list_conversations("alice")
+        store.get_conversation("alice", conv.id)
+        with pytest.raises(NotFoundError):
+            store.last_messages("bob", conv.id, 5)
+        assert made == []
+        assert pool.checkedout() == 0
+        with pytest.raises(NotFoundError):
+            store.update_conversation("bob", conv.id, title="x")  # a Core UPDATE
+        assert store.update_conversation("alice", conv.id, title="t").title == "t"
+        assert len(made) == 2 and all(c.closed for c in made)
+        assert pool.checkedout() == 0

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.util import await_only
 
@@ -137,13 +138,53 @@ class StoreConfig:
     clock: Callable[[], datetime] = utcnow
 
 
-@dataclass(frozen=True, slots=True)
 class Tx:
-    """What an operation runs on: a connection, its dialect and the store's config."""
+    """What an operation runs on: a pooled DB-API connection, its engine and dialect, the
+    store's config, and a SQLAlchemy ``Connection`` around that DB-API connection.
 
-    conn: Connection
-    pg: bool
-    config: StoreConfig
+    Built from a ``Connection`` (transactions, and wherever anything watches the
+    engine's connections or statements), or :meth:`lean` from a bare pool checkout: then
+    the ``Connection`` is made the first time an operation asks for :attr:`conn` (its
+    Core statements), and the prebuilt statements, which run on the driver, never need it.
+    A ``Connection`` per call joins the engine's event dispatch afresh and costs ~45k
+    instructions, ~6% of a short read.
+    """
+
+    __slots__ = ("_conn", "config", "dialect", "engine", "fairy", "observed", "pg")
+
+    def __init__(self, conn: Connection, pg: bool, config: StoreConfig) -> None:
+        self._conn: Connection | None = conn
+        self.engine, self.dialect, self.fairy = conn.engine, conn.dialect, conn.connection
+        self.pg, self.config = pg, config
+        #: Whether the prebuilt statements go through SQLAlchemy's execution (events, echo).
+        self.observed = observed(conn)
+
+    @classmethod
+    def lean(
+        cls, engine: Engine, fairy: PoolProxiedConnection, pg: bool, config: StoreConfig
+    ) -> Tx:
+        """A call's ``Tx`` on a connection checked out of ``engine``'s pool, where nothing
+        watches (:func:`convostore.db.watched` is false): no ``Connection`` unless asked."""
+        tx = cls.__new__(cls)
+        tx._conn, tx.engine, tx.dialect, tx.fairy = None, engine, engine.dialect, fairy
+        tx.pg, tx.config, tx.observed = pg, config, False
+        return tx
+
+    @property
+    def conn(self) -> Connection:
+        """The SQLAlchemy connection, made around :attr:`fairy` on first use."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = Connection(self.engine, connection=self.fairy)
+        return conn
+
+    def invalidate(self) -> None:
+        """Discard the DB-API connection (never back into the pool)."""
+        (self._conn or self.fairy).invalidate()
+
+    def release(self) -> None:
+        """Return the DB-API connection to the pool (a lean ``Tx``'s end of call)."""
+        (self._conn or self.fairy).close()
 
 
 def _stale(tx: Tx) -> Any:
@@ -176,20 +217,21 @@ def _driver_execute(
     per-execution overhead that dominates short statements (``_sql.CompiledStatement``).
     A sequence of parameter dicts runs as ``executemany`` (and returns no rows).
     """
-    query = _sql.compiled(stmt, tx.conn.dialect)
-    if observed(tx.conn):
+    dialect = tx.dialect
+    query = _sql.compiled(stmt, dialect)
+    if tx.observed:
         return query, _observed_execute(tx.conn, query, params)
-    if tx.conn.dialect.is_async:
+    if dialect.is_async:
         return query, _native_execute(tx, query, params)
-    cursor = tx.conn.connection.cursor()
+    cursor = tx.fairy.cursor()
     try:
         if isinstance(params, dict):
             cursor.execute(query.statement(params), query.params(params))
             return query, cursor.fetchall()
         cursor.executemany(query.sql, query.params_many(params))
         return query, []
-    except tx.conn.dialect.loaded_dbapi.Error as exc:
-        raise driver_error(tx.conn, query.sql, params, exc) from exc
+    except dialect.loaded_dbapi.Error as exc:
+        raise driver_error(dialect, query.sql, params, exc) from exc
     finally:
         cursor.close()
 
@@ -200,14 +242,14 @@ def _native_execute(
     """:func:`_driver_execute` on psycopg's ``AsyncConnection`` (``AsyncStore`` on
     PostgreSQL): the statement and its fetch in one await from the greenlet bridge, where
     SQLAlchemy's adapted cursor spends three (open, execute, fetch) and a layer of calls."""
-    driver = tx.conn.connection.driver_connection
+    driver = tx.fairy.driver_connection
     try:
         if isinstance(params, dict):
             return await_only(_fetch(driver, query.statement(params), query.params(params)))
         await_only(_execute_many(driver, query.sql, query.params_many(params)))
         return []
-    except tx.conn.dialect.loaded_dbapi.Error as exc:
-        raise driver_error(tx.conn, query.sql, params, exc) from exc
+    except tx.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(tx.dialect, query.sql, params, exc) from exc
 
 
 async def _fetch(driver: Any, sql: str, params: Any) -> list[Any]:

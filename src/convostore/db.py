@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -184,7 +184,7 @@ def configure_engine(engine: Engine) -> Engine:
         try:
             dbapi.execute(statement)
         except sqlite3.Error as exc:  # "database is locked" past the busy timeout
-            raise driver_error(conn, statement, (), exc) from exc
+            raise driver_error(conn.dialect, statement, (), exc) from exc
 
     return engine
 
@@ -202,6 +202,19 @@ def observed(conn: Connection) -> bool:
     # on the Connection class (which set its ``_has_events``) need the joined one.
     dispatch = conn.dispatch if conn._has_events else conn.engine.dispatch
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+
+
+def watched(engine: Engine) -> bool:
+    """Whether anything watches the engine's connections or statements: statement events
+    (:func:`observed`), ``engine_connect`` listeners, listeners on the ``Connection``
+    class, statement logging. Where nothing does, a call needs no SQLAlchemy
+    ``Connection`` for convostore's prebuilt statements (``_ops.Tx.lean``)."""
+    if Connection._has_events or engine._should_log_info():
+        return True
+    dispatch = engine.dispatch
+    return bool(
+        dispatch.before_cursor_execute or dispatch.after_cursor_execute or dispatch.engine_connect
+    )
 
 
 @contextmanager
@@ -226,10 +239,10 @@ def custom_plans(conn: Connection) -> Iterator[None]:
         driver.prepare_threshold = previous  # type: ignore[union-attr]
 
 
-def driver_error(conn: Connection, statement: str, params: Any, exc: Exception) -> Exception:
+def driver_error(dialect: Dialect, statement: str, params: Any, exc: Exception) -> Exception:
     """A DB-API error wrapped as SQLAlchemy wraps it, for statements run on the driver
     directly: the stores then translate it in their one place."""
-    dbapi_error = conn.dialect.loaded_dbapi.Error
+    dbapi_error = dialect.loaded_dbapi.Error
     return sa_exc.DBAPIError.instance(statement, params, exc, dbapi_error)
 
 

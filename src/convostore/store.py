@@ -57,6 +57,7 @@ from convostore.db import (
     make_async_engine,
     make_engine,
     sqlite_write_lock,
+    watched,
 )
 from convostore.errors import (
     ConfigurationError,
@@ -311,18 +312,22 @@ class _Runner:
             try:
                 if transactional:
                     with self._write_lock, self._writer.connect() as conn:
+                        tx = Tx(conn, self._pg, self._config)
                         with conn.begin():
-                            result = op(Tx(conn, self._pg, self._config), *args, **kwargs)
+                            result = op(tx, *args, **kwargs)
                         if marking:
-                            self._mark(conn, args, kwargs)
+                            self._mark(tx, args, kwargs)
                         return result
-                with self._engine.connect() as conn:
+                tx = self._checkout(self._engine)
+                try:
                     if self._pg:
-                        result = self._autocommit(conn, op, *args, **kwargs)
+                        result = self._autocommit(tx, op, *args, **kwargs)
                         if marking:
-                            self._mark(conn, args, kwargs)
+                            self._mark(tx, args, kwargs)
                         return result
-                    return op(Tx(conn, False, self._config), *args, **kwargs)
+                    return op(tx, *args, **kwargs)
+                finally:
+                    tx.release()
             except sa_exc.DBAPIError as exc:
                 translated = _translated(exc, may_retry=attempt < _ATTEMPTS - 1)
                 if isinstance(translated, _Retry):
@@ -332,8 +337,24 @@ class _Runner:
                 raise translated from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _checkout(self, engine: Engine) -> Tx:
+        """A call's ``Tx`` on a connection of ``engine``'s pool, outside any transaction:
+        without a SQLAlchemy ``Connection`` unless something watches the engine (then
+        one, so that every event fires as SQLAlchemy fires it). ``Tx.release`` returns it.
+        """
+        if watched(engine):
+            return Tx(engine.connect(), self._pg, self._config)
+        try:
+            fairy = engine.raw_connection()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # What engine.connect() raises for it: wrapped, the pool invalidated if the
+            # server went away, the engine's handle_error hooks run.
+            Connection._handle_dbapi_exception_noconnection(exc, engine.dialect, engine)
+            raise  # pragma: no cover (the line above always raises)
+        return Tx.lean(engine, fairy, self._pg, self._config)
+
     def _autocommit(
-        self, conn: Connection, op: Callable[Concatenate[Tx, P], R], /, *a: P.args, **kw: P.kwargs
+        self, tx: Tx, op: Callable[Concatenate[Tx, P], R], /, *a: P.args, **kw: P.kwargs
     ) -> R:
         """Run ``op`` with the driver in autocommit mode, for this call only.
 
@@ -343,21 +364,21 @@ class _Runner:
         connection goes back to the pool; if that fails, the connection is discarded, so
         the pool never hands out a connection in the wrong mode.
         """
-        dbapi = conn.connection.dbapi_connection
+        dbapi = tx.fairy.dbapi_connection
         assert dbapi is not None
         previous = dbapi.autocommit
         if not previous:
             dbapi.autocommit = True
         try:
-            return op(Tx(conn, True, self._config), *a, **kw)
+            return op(tx, *a, **kw)
         finally:
             if not previous:
                 try:
                     dbapi.autocommit = False
                 except Exception:  # a broken connection: never back into the pool
-                    conn.invalidate()
+                    tx.invalidate()
 
-    def _mark(self, conn: Connection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _mark(self, tx: Tx, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Remember where the primary's WAL is now, after this user's committed write.
 
         One extra statement per write, only on a store with replicas. The write is
@@ -366,7 +387,7 @@ class _Runner:
         """
         assert self._marks is not None
         try:
-            lsn = self._autocommit(conn, _primary_lsn)
+            lsn = self._autocommit(tx, _primary_lsn)
         except sa_exc.DBAPIError as exc:
             log.warning("WAL position after a write unknown (%s): reading from the primary", exc)
             lsn = _UNKNOWN
@@ -404,7 +425,7 @@ class _Runner:
             return False, None
         try:
             with conn:
-                return self._autocommit(conn, read)
+                return self._autocommit(Tx(conn, True, self._config), read)
         except sa_exc.DBAPIError as exc:
             if exc.connection_invalidated:
                 self._back_off(replica, exc)
