@@ -197,3 +197,31 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:
     # psycopg's Jsonb wrapper compares by identity: compare what it wraps.
     return {k: getattr(v, "obj", v) for k, v in params.items()}
+
+
+def test_rows_the_inlined_conversion_does_not_cover_are_read_like_sqlalchemy(
+    db_url: str,
+) -> None:
+    # Timestamps another writer stored in other texts (a date alone, a "T"): on SQLite the
+    # model readers' inlined parse declines them and the type's own processor reads them.
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    with Store(db_url) as store:
+        conv = store.create_conversation("texts")
+        store.append_messages(
+            "texts", conv.id, [{"role": "user", "content": str(i)} for i in "abc"]
+        )
+        with store.engine.begin() as conn:
+            for position, stamp in ((1, "2026-01-02"), (2, "2026-01-02T03:04:05.5")):
+                conn.execute(
+                    text("UPDATE messages SET created_at = :s WHERE position = :p"),
+                    {"s": stamp, "p": position},
+                )
+        stamps = [m.created_at for m in store.last_messages("texts", conv.id, 3)]
+    assert stamps[:2] == [
+        datetime(2026, 1, 2, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC),
+    ]
+    assert all(s.tzinfo is UTC for s in stamps)

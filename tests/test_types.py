@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -63,13 +64,35 @@ def test_postgresql_values_are_aware_utc_for_the_same_instant(value: datetime) -
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-01-02 03:04:05", "2026-01-02 03:04:05.5", "2026-01-02T03:04:05.123456"],
+    ["2026-01-02 03:04:05", "2026-01-02 03:04:05.5", "2026-01-02T03:04:05.123456", "2026-01-02"],
 )
 def test_sqlite_reads_other_texts_of_the_same_moment(text: str) -> None:
     _, result = _processors(SQLITE)
     generic = DateTime().dialect_impl(SQLITE).result_processor(SQLITE, None)
     assert generic is not None
+    assert result(text).tzinfo is UTC
     assert result(text) == generic(text).replace(tzinfo=UTC)
+    # The row readers' inlined form of the same conversion (``_sql._model_reader``).
+    assert _inlined(result, text) == result(text)
+
+
+def _inlined(processor: Any, value: object) -> object:
+    source = processor.inline.format(v="value", p="processor")
+    names = {**processor.inline_names, "processor": processor, "value": value}
+    return eval(source, names)  # noqa: S307
+
+
+@given(moments)
+def test_inlined_conversions_give_what_the_processors_give(value: datetime) -> None:
+    _, sqlite_result = _processors(SQLITE)
+    bind, _ = _processors(SQLITE)
+    text = bind(value)
+    assert _inlined(sqlite_result, text) == sqlite_result(text)
+    assert _inlined(sqlite_result, text).tzinfo is UTC
+    _, pg_result = _processors(PG)
+    for shown in (value, value.astimezone(UTC)) if value.tzinfo else (value.replace(tzinfo=UTC),):
+        assert _inlined(pg_result, shown) == pg_result(shown)
+        assert _inlined(pg_result, shown).tzinfo is UTC
 
 
 def test_none_stays_none() -> None:

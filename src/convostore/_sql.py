@@ -892,26 +892,44 @@ def _model_reader(
         raise TypeError(f"{cls.__name__} needs exactly its fields selected, not {fields}")
     names = [f"v{i}" for i in range(len(fields))]
     processors = {f"p{i}": convert for i, _, convert in converters}
-    values = [
-        f"None if {v} is None else p{i}({v})" if f"p{i}" in processors else v
-        for i, v in enumerate(names)
-    ]
+    namespace: dict[str, Any] = {**processors, **trusted_parts(cls)}
+    called, inlined = [], []  # each value's expression: the processor called, or inlined
+    for i, v in enumerate(names):
+        convert = processors.get(f"p{i}")
+        if convert is None:
+            called.append(v)
+            inlined.append(v)
+            continue
+        called.append(f"None if {v} is None else p{i}({v})")
+        inline = getattr(convert, "inline", None)
+        if inline is None:
+            inlined.append(called[-1])
+            continue
+        namespace.update(convert.inline_names)
+        inlined.append(f"None if {v} is None else ({inline.format(v=v, p=f'p{i}')})")
     target = ", ".join(names) + ("," if len(names) == 1 else "")
-    record = ", ".join(f"{name!r}: {value}" for name, value in zip(fields, values, strict=True))
+
+    def record(values: list[str]) -> str:
+        pairs = ", ".join(f"{n!r}: {x}" for n, x in zip(fields, values, strict=True))
+        return "{" + pairs + "}"
+
     source = (
         "def models(rows):\n"
         "    out = []\n"
         "    append = out.append\n"
         f"    for ({target}) in rows:\n"
+        "        try:\n"
+        f"            values = {record(inlined)}\n"
+        "        except ValueError:  # a value the inlined conversion does not cover\n"
+        f"            values = {record(called)}\n"
         "        obj = new(cls)\n"
-        f"        set_dict(obj, '__dict__', {{{record}}})\n"
+        "        set_dict(obj, '__dict__', values)\n"
         "        set_fields(obj, fields_set)\n"
         "        set_extra(obj, None)\n"
         "        set_private(obj, None)\n"
         "        append(obj)\n"
         "    return out\n"
     )
-    namespace: dict[str, Any] = {**processors, **trusted_parts(cls)}
     exec(compile(source, f"<convostore {cls.__name__} reader>", "exec"), namespace)  # noqa: S102
     return namespace["models"]  # type: ignore[no-any-return]
 
