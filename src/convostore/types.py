@@ -83,9 +83,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             if value is None:
                 return None
             try:
-                parsed = fromisoformat(value + "+00:00")  # tzinfo: the UTC singleton
-                if parsed.tzinfo is UTC:  # (a date alone reads "+00:00" as its time)
-                    return parsed
+                fast = fromisoformat(value + "+00:00")  # tzinfo: the UTC singleton
+                if fast.tzinfo is UTC:  # (a date alone reads "+00:00" as its time)
+                    return fast
             except ValueError:  # a text this format does not cover: SQLAlchemy's parser
                 pass
             parsed = parse(value)
