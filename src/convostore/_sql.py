@@ -947,6 +947,7 @@ def _binder(
     """
     namespace: dict[str, Any] = {}
     values: dict[str, str] = {}
+    once: list[str] = []  # a processed value the SQL uses more than once: processed once
     for i, name in enumerate(dict.fromkeys(names)):
         value = f"values[{name!r}]"
         if name in defaults:
@@ -955,12 +956,15 @@ def _binder(
         if (processor := binds.get(name)) is not None:
             namespace[f"p{i}"] = processor
             value = f"p{i}({value})"
+            if names.count(name) > 1:
+                once.append(f"    x{i} = {value}\n")
+                value = f"x{i}"
         values[name] = value
     if positional:
         display = "[" + ", ".join(values[name] for name in names) + "]"
     else:
         display = "{" + ", ".join(f"{name!r}: {value}" for name, value in values.items()) + "}"
-    source = f"def binder(values):\n    return {display}\n"
+    source = f"def binder(values):\n{''.join(once)}    return {display}\n"
     exec(compile(source, "<convostore parameter binder>", "exec"), namespace)  # noqa: S102
     return namespace["binder"]  # type: ignore[no-any-return]
 
