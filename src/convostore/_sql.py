@@ -864,64 +864,73 @@ def _readers(
     half the Python time per row of a loop over fields and processors (~0.7 against
     1.7 us a message row), and reading a 1,000-message conversation is mostly that time.
     """
-    names = [f"v{i}" for i in range(len(fields))]
-    processors = {f"p{i}": convert for i, _, convert in converters}
-    values = [
-        f"None if {v} is None else p{i}({v})" if f"p{i}" in processors else v
-        for i, v in enumerate(names)
-    ]
-    target = ", ".join(names) + ("," if len(names) == 1 else "")
-    record = ", ".join(f"{name!r}: {value}" for name, value in zip(fields, values, strict=True))
-    row = ", ".join(values) + ("," if len(values) == 1 else "")
+    code = _RowCode(fields, converters)
+    record, row = code.record(code.called), ", ".join(code.called) + code.comma
     source = (
-        f"def records(rows):\n    return [{{{record}}} for ({target}) in rows]\n"
-        f"def tuples(rows):\n    return [({row}) for ({target}) in rows]\n"
+        f"def records(rows):\n    return [{record} for ({code.target}) in rows]\n"
+        f"def tuples(rows):\n    return [({row}) for ({code.target}) in rows]\n"
     )
-    namespace: dict[str, Any] = dict(processors)
-    exec(compile(source, "<convostore row readers>", "exec"), namespace)  # noqa: S102
-    return namespace["records"], namespace["tuples"]
+    exec(compile(source, "<convostore row readers>", "exec"), code.namespace)  # noqa: S102
+    return code.namespace["records"], code.namespace["tuples"]
+
+
+class _RowCode:
+    """What the generated row readers write per column: the row unpacked into locals
+    ``v0, v1, ...`` (:attr:`target`), and each value's expression with its result
+    processor ``p<i>`` called (:attr:`called`), or its ``inline`` form written in where the
+    processor has one (:attr:`inlined`; see ``types.UTCDateTime``); :attr:`namespace`
+    holds the names those expressions use."""
+
+    def __init__(
+        self, fields: tuple[str, ...], converters: tuple[tuple[int, str, Any], ...]
+    ) -> None:
+        self.fields = fields
+        names = [f"v{i}" for i in range(len(fields))]
+        self.comma = "," if len(names) == 1 else ""  # a one-element tuple display
+        self.target = ", ".join(names) + self.comma
+        processors = {i: convert for i, _, convert in converters}
+        self.namespace: dict[str, Any] = {f"p{i}": p for i, p in processors.items()}
+        self.called: list[str] = []
+        self.inlined: list[str] = []
+        for i, v in enumerate(names):
+            convert = processors.get(i)
+            if convert is None:
+                self.called.append(v)
+                self.inlined.append(v)
+                continue
+            self.called.append(f"None if {v} is None else p{i}({v})")
+            inline = getattr(convert, "inline", None)
+            if inline is None:
+                self.inlined.append(self.called[-1])
+                continue
+            self.namespace.update(convert.inline_names)
+            self.inlined.append(f"None if {v} is None else ({inline.format(v=v, p=f'p{i}')})")
+
+    def record(self, values: list[str]) -> str:
+        """A dict display of ``values`` keyed by the fields."""
+        pairs = ", ".join(f"{n!r}: {x}" for n, x in zip(self.fields, values, strict=True))
+        return "{" + pairs + "}"
 
 
 def _model_reader(
     cls: type[Any], fields: tuple[str, ...], converters: tuple[tuple[int, str, Any], ...]
 ) -> Callable[[Any], list[Any]]:
     """The generated loop behind :meth:`CompiledStatement.models`: each row unpacked and
-    converted as in :func:`_readers`, its dict handed to ``cls`` as
+    converted as in :func:`_readers` (:class:`_RowCode`), its dict handed to ``cls`` as
     :func:`~convostore.schemas.construct_all` fills an instance (``schemas.trusted_parts``)."""
     if set(fields) != set(cls.model_fields) or len(fields) != len(cls.model_fields):
         raise TypeError(f"{cls.__name__} needs exactly its fields selected, not {fields}")
-    names = [f"v{i}" for i in range(len(fields))]
-    processors = {f"p{i}": convert for i, _, convert in converters}
-    namespace: dict[str, Any] = {**processors, **trusted_parts(cls)}
-    called, inlined = [], []  # each value's expression: the processor called, or inlined
-    for i, v in enumerate(names):
-        convert = processors.get(f"p{i}")
-        if convert is None:
-            called.append(v)
-            inlined.append(v)
-            continue
-        called.append(f"None if {v} is None else p{i}({v})")
-        inline = getattr(convert, "inline", None)
-        if inline is None:
-            inlined.append(called[-1])
-            continue
-        namespace.update(convert.inline_names)
-        inlined.append(f"None if {v} is None else ({inline.format(v=v, p=f'p{i}')})")
-    target = ", ".join(names) + ("," if len(names) == 1 else "")
-
-    def record(values: list[str]) -> str:
-        pairs = ", ".join(f"{n!r}: {x}" for n, x in zip(fields, values, strict=True))
-        return "{" + pairs + "}"
-
+    code = _RowCode(fields, converters)
+    namespace = {**code.namespace, **trusted_parts(cls)}
     source = (
         "def models(rows):\n"
         "    out = []\n"
         "    append = out.append\n"
-        f"    for ({target}) in rows:\n"
+        f"    for ({code.target}) in rows:\n"
         "        try:\n"
-        f"            values = {record(inlined)}\n"
+        f"            values = {code.record(code.inlined)}\n"
         "        except ValueError:  # a value the inlined conversion does not cover\n"
-        f"            values = {record(called)}\n"
+        f"            values = {code.record(code.called)}\n"
         "        obj = new(cls)\n"
         "        set_dict(obj, '__dict__', values)\n"
         "        set_fields(obj, fields_set)\n"
