@@ -200,8 +200,7 @@ def observed(conn: Connection) -> bool:
     # view): ~4% of a short read. Instrumentation listens on the engine (or the Engine
     # class), whose dispatch keeps its resolved events; only listeners on a connection or
     # on the Connection class (which set its ``_has_events``) need the joined one.
-    dispatch = conn.dispatch if conn._has_events else conn.engine.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    return _statement_listeners(conn.dispatch if conn._has_events else conn.engine.dispatch)
 
 
 def watched(engine: Engine) -> bool:
@@ -211,10 +210,12 @@ def watched(engine: Engine) -> bool:
     ``Connection`` for convostore's prebuilt statements (``_ops.Tx.lean``)."""
     if Connection._has_events or engine._should_log_info():
         return True
-    dispatch = engine.dispatch
-    return bool(
-        dispatch.before_cursor_execute or dispatch.after_cursor_execute or dispatch.engine_connect
-    )
+    return _statement_listeners(engine.dispatch) or bool(engine.dispatch.engine_connect)
+
+
+def _statement_listeners(dispatch: Any) -> bool:
+    """Whether ``dispatch`` has listeners of the statement events (``echo`` aside)."""
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
 @contextmanager
