@@ -5,15 +5,22 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection
 
 from convostore import AsyncStore, Store
 from convostore.config import Settings, get_settings, normalize_url
-from convostore.db import WRITE_OPTION, configure_engine, make_async_engine, make_engine
+from convostore.db import (
+    WRITE_OPTION,
+    check_in,
+    configure_engine,
+    make_async_engine,
+    make_engine,
+)
 from convostore.errors import ConfigurationError
 
 
@@ -176,3 +183,75 @@ def test_every_other_session_keeps_its_zone_and_still_reads_utc(
     finally:
         store.close()
         store.engine.dispose()
+
+
+def _count_resets(engine: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list[bool], list[int]]:
+    """The pool's ``reset`` events (whether the transaction was already reset) and its
+    rollbacks on return, recorded as they happen."""
+    resets: list[bool] = []
+    rollbacks: list[int] = []
+    event.listen(engine, "reset", lambda _c, _r, state: resets.append(state.transaction_was_reset))
+    original = engine.dialect.do_rollback
+
+    def counting(dbapi_connection: Any) -> None:
+        rollbacks.append(1)
+        original(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_rollback", counting)
+    return resets, rollbacks
+
+
+def test_check_in_rolls_back_only_an_open_transaction(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # check_in skips the pool's rollback on return where the driver shows no transaction
+    # open; a transaction left open is still rolled back (nothing of it survives).
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE check_in_probe (x INTEGER)"))
+    resets, rollbacks = _count_resets(engine, monkeypatch)
+    try:
+        idle = engine.raw_connection()
+        check_in(idle)
+        assert (resets, rollbacks) == ([True], [])
+
+        open_ = engine.raw_connection()
+        cursor = open_.cursor()
+        if engine.dialect.name == "sqlite":  # our SQLite connections run in autocommit mode
+            cursor.execute("BEGIN")
+        cursor.execute("INSERT INTO check_in_probe VALUES (1)")
+        cursor.close()
+        check_in(open_)
+        assert (resets, rollbacks) == ([True, False], [1])
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM check_in_probe")).scalar() == 0
+        assert engine.pool.checkedout() == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE check_in_probe"))
+        engine.dispose()
+
+
+async def test_calls_return_their_connection_without_a_redundant_rollback(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads (and PostgreSQL's one-statement writes) end with no transaction open: the
+    # pool is told so, and its reset event still fires once per call. Transactions end
+    # in their own commit, which the pool is told of by SQLAlchemy as before.
+    # SQLAlchemy never clears the flag a listener on the Connection class sets (as one in
+    # test_instrumentation does); every call then takes the full Connection path.
+    monkeypatch.setattr(Connection, "_has_events", False)
+    with Store(db_url) as store:
+        conv = store.create_conversation("alice", messages=[{"role": "user", "content": "hi"}])
+        resets, rollbacks = _count_resets(store.engine, monkeypatch)
+        store.last_messages("alice", conv.id, 5)
+        store.list_conversations("alice")
+        assert (resets, rollbacks) == ([True, True], [])
+        assert store.engine.pool.checkedout() == 0
+    async with AsyncStore(db_url) as astore:
+        await astore.last_messages("alice", conv.id, 5)  # connect, set up the dialect
+        engine = astore._threaded.engine if astore._threaded else astore.engine.sync_engine
+        resets, rollbacks = _count_resets(engine, monkeypatch)
+        await astore.last_messages("alice", conv.id, 5)
+        await astore.list_conversations("alice")
+        assert (resets, rollbacks) == ([True, True], [])

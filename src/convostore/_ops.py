@@ -24,7 +24,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.util import await_only
 
 from convostore import _sql
-from convostore.db import custom_plans, driver_error, observed
+from convostore.db import check_in, custom_plans, driver_error, observed
 from convostore.errors import ConflictError, NotFoundError, ValidationError
 from convostore.history import TokenCounter, approximate_tokens, select_window, system_message
 from convostore.models import MessageRole
@@ -184,7 +184,10 @@ class Tx:
 
     def release(self) -> None:
         """Return the DB-API connection to the pool (a lean ``Tx``'s end of call)."""
-        (self._conn or self.fairy).close()
+        if self._conn is not None:
+            self._conn.close()
+        else:
+            check_in(self.fairy)
 
 
 def _stale(tx: Tx) -> Any:
