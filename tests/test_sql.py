@@ -6,10 +6,15 @@ and a sort if the indexes did not serve these queries.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -141,3 +146,21 @@ def test_the_purge_reads_only_its_partial_index(conn: Connection) -> None:
         params = {"now": utcnow(), "deleted_at": utcnow(), "lim": 100}
         text_plan = plan(conn, stmt, params)
         assert assert_uses in text_plan and "Seq Scan on conversations" not in text_plan, text_plan
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),  # noqa: DTZ001 (year 1 at +05:30 has no UTC instant)
+        max_value=datetime(9000, 1, 1),  # noqa: DTZ001 (hypothesis: naive bounds)
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+    ),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+def test_a_cursor_is_the_compact_json_of_its_position(moment: datetime, ident: int) -> None:
+    # The format clients hold: base64 of ``[isoformat, id]`` as json.dumps writes it
+    # compactly; it decodes back to the same instant and id.
+    raw = json.dumps([moment.isoformat(), ident], separators=(",", ":"))
+    expected = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    cursor = _sql.encode_cursor(moment, ident)
+    assert cursor == expected
+    assert _sql.decode_cursor(cursor) == (moment, ident)
