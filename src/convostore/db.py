@@ -47,8 +47,8 @@ from convostore.errors import ConfigurationError, require_extra
 
 __all__ = [
     "WRITE_OPTION",
-    "configure_engine",
     "check_in",
+    "configure_engine",
     "custom_plans",
     "driver_error",
     "is_pooled",
@@ -239,7 +239,7 @@ def check_in(fairy: PoolProxiedConnection) -> None:
     else:
         pgconn = getattr(driver, "pgconn", None)  # psycopg's (sync and async) libpq handle
         at_rest = pgconn is not None and pgconn.transaction_status == _PQ_IDLE
-    if at_rest:
+    if at_rest:  # SQLAlchemy's own call for it (private; tests/test_db.py pins what it does)
         fairy._close_special(transaction_reset=True)
     else:
         fairy.close()
