@@ -6,8 +6,8 @@ Every test runs on SQLite and PostgreSQL, through the sync and the async store (
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -243,15 +243,23 @@ async def test_removing_a_streaming_reply_removes_its_chunks(api: MaybeAsync, db
 
 
 def test_a_reply_whose_writer_went_quiet_reads_as_interrupted(db_url: str) -> None:
-    with Store(db_url, stream_lease_seconds=0.3) as store:
+    # The lease runs on the store's clock (heartbeats and the cutoff alike), so the test
+    # moves that clock instead of sleeping: a slow machine cannot let the lease lapse
+    # between two calls, and the writer goes quiet exactly when the test says.
+    now = [datetime.now(UTC)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    with Store(db_url, stream_lease_seconds=60, clock=clock) as store:
         conv = store.create_conversation(ALICE)
         msg = store.begin_message(ALICE, conv.id)
-        store.append_delta(ALICE, msg.id, 0, "so far")
+        now[0] += timedelta(seconds=59)
+        store.append_delta(ALICE, msg.id, 0, "so far")  # renews the lease
+        now[0] += timedelta(seconds=59)
         assert store.read_stream(ALICE, msg.id).message.status == "streaming"
-        deadline = time.monotonic() + 10
-        while store.get_messages(ALICE, conv.id)[0].status == "streaming":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert store.get_messages(ALICE, conv.id)[0].status == "streaming"
+        now[0] += timedelta(seconds=2)  # 61 s since the last delta
         [stale] = store.get_messages(ALICE, conv.id)
         assert (stale.status, stale.content) == ("interrupted", "so far")
         assert store.read_stream(ALICE, msg.id).done
@@ -262,7 +270,7 @@ def test_a_reply_whose_writer_went_quiet_reads_as_interrupted(db_url: str) -> No
         # The conversation takes new replies: the stale one is marked interrupted first.
         nxt = store.begin_message(ALICE, conv.id)
         assert nxt.position == 2
-        with Store(db_url, stream_lease_seconds=3600) as patient:
+        with Store(db_url, stream_lease_seconds=3600, clock=clock) as patient:
             # Stored as interrupted now, whatever lease a reader uses.
             assert patient.get_messages(ALICE, conv.id)[0].status == "interrupted"
             assert patient.get_messages(ALICE, conv.id)[1].status == "streaming"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -69,11 +70,30 @@ async def _woken(astore: AsyncStore) -> None:
 
 
 async def test_a_follower_ends_when_the_lease_runs_out(db_url: str) -> None:
-    async with AsyncStore(db_url, stream_lease_seconds=0.5) as store:
+    # The lease runs on the store's clock: the test moves it past the lease while the
+    # follower waits (no real lease to lapse early on a slow machine between two calls).
+    offset = [timedelta(0)]
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + offset[0]
+
+    async with AsyncStore(db_url, stream_lease_seconds=60, clock=clock) as store:
         conv = await store.create_conversation(ALICE)
         msg = await store.begin_message(ALICE, conv.id)
         await store.append_delta(ALICE, msg.id, 0, "so far")
-        events = await asyncio.wait_for(_collect(store, msg.id), 30)
+        events: list[object] = []
+        waiting = asyncio.Event()
+
+        async def follow() -> None:
+            async for event in streaming.follow_stream(store, ALICE, msg.id):
+                events.append(event)
+                waiting.set()  # it has the delta, and waits for more
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(waiting.wait(), 30)
+        assert not follower.done()  # the reply is streaming: the follower waits
+        offset[0] = timedelta(seconds=61)  # the writer has been quiet past its lease
+        await asyncio.wait_for(follower, 30)
     assert isinstance(events[0], StreamChunk)
     end = events[-1]
     assert isinstance(end, MessagePublic) and (end.status, end.content) == (
