@@ -246,10 +246,11 @@ async def test_calls_return_their_connection_without_a_redundant_rollback(
         resets, rollbacks = _count_resets(store.engine, monkeypatch)
         store.last_messages("alice", conv.id, 5)
         store.list_conversations("alice")
+        calls = 2
         if store.engine.dialect.name == "postgresql":  # one statement, outside a transaction
             store.append_message("alice", conv.id, {"role": "user", "content": "again"})
-            assert (resets, rollbacks) == ([True, True, True], [])
-        assert (resets[:2], rollbacks) == ([True, True], [])
+            calls += 1
+        assert (resets, rollbacks) == ([True] * calls, [])
         assert store.engine.pool.checkedout() == 0
     async with AsyncStore(db_url) as astore:
         await astore.last_messages("alice", conv.id, 5)  # connect, set up the dialect
