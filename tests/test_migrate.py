@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from convostore import Store, _ddl, migrate
+from convostore import Store, _ddl, migrate, models
 from convostore.cli import app
 from convostore.db import make_engine
 
@@ -364,3 +366,69 @@ def test_per_user_search_migration_keeps_every_users_hits(empty_url: str) -> Non
             assert layout() == {"plain"}
     finally:
         engine.dispose()
+
+
+def _sqlite_triggers(url: str) -> dict[str, str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            sql = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            rows = conn.exec_driver_sql(sql)
+            return {str(name): str(sql) for name, sql in rows}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_title_is_reindexed_only_when_it_changes(empty_url: str, tmp_path: Path) -> None:
+    """From 0008 an append (which sets ``title = COALESCE(title, ...)``) leaves the title
+    index alone; a new title is still indexed, its old words gone. 0007's triggers, after a
+    downgrade, re-index on every append; ``create_all`` makes the same triggers as head."""
+    engine = make_engine(empty_url)
+
+    def title_index() -> list[tuple[int, bytes]]:
+        # FTS5 writes a new segment and structure record for every delete and insert.
+        with engine.connect() as conn:
+            sql = f"SELECT id, block FROM {_ddl.TITLES_FTS}_data ORDER BY id"
+            return [(int(i), bytes(b)) for i, b in conn.exec_driver_sql(sql)]
+
+    def append(store: Store, cid: int, text: str) -> None:
+        store.append_message("alice", cid, {"role": "user", "content": text})
+
+    try:
+        migrate.upgrade(engine)
+        with Store(engine) as store:
+            cid = store.create_conversation("alice", title="Budget plan").id
+            before = title_index()
+            append(store, cid, "first")
+            store.append_messages("alice", cid, [{"role": "user", "content": "x"}] * 3)
+            assert title_index() == before
+            store.update_conversation("alice", cid, title="Travel notes")
+            assert title_index() != before
+            assert [h.conversation_id for h in store.search("alice", "travel").data] == [cid]
+            assert store.search("alice", "budget").data == []
+
+            migrate.downgrade(engine, "0007")
+            before = title_index()
+            append(store, cid, "second")
+            assert title_index() != before  # the trigger of 0007: the cost 0008 removes
+            migrate.upgrade(engine)
+            assert migrate.check(engine) == []
+            before = title_index()
+            append(store, cid, "third")
+            assert title_index() == before
+            assert [m.content for m in store.get_messages("alice", cid)][-2:] == [
+                "second",
+                "third",
+            ]
+    finally:
+        engine.dispose()
+
+    created = f"sqlite:///{tmp_path / 'created.db'}"
+    created_engine = make_engine(created)
+    try:
+        tables = [t for t in models.metadata.sorted_tables if t.name in ALL_TABLES]
+        models.metadata.create_all(created_engine, tables=tables)
+    finally:
+        created_engine.dispose()
+    assert _sqlite_triggers(created) == _sqlite_triggers(empty_url)

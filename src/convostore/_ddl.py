@@ -12,7 +12,7 @@ shipped migrations, so both create the same schema. Nothing here imports the mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "EXPIRING",
@@ -31,6 +31,7 @@ __all__ = [
     "is_search_table",
     "pg_search_config",
     "search_create_statements",
+    "search_update_triggers",
     "owner_token",
     "search_drop_statements",
     "search_trigger_names",
@@ -298,50 +299,103 @@ def _source_view(fts: str) -> str:
     return f"{fts}_source"
 
 
-def _sqlite_fts_statements(*, scoped: bool) -> list[str]:
+#: The ``owner`` token of a row (``{}``: ``OLD``, ``NEW`` or the table), as SQL.
+_OWNER_SQL = "'u' || hex({}.user_id)"
+
+
+class _FtsSync(NamedTuple):
+    """How one FTS5 table is kept in sync with its source table, in one layout."""
+
+    columns: str  # the FTS5 table's columns
+    source: str  # its external content (the table, or the view that adds the owner)
+    watched: str  # the source columns whose update re-indexes a row
+    delete_old: str  # trigger statements
+    insert_new: str
+
+
+def _fts_sync(fts: str, table: str, col: str, *, scoped: bool) -> _FtsSync:
+    if scoped:
+        columns, source = f"{col}, {OWNER_COLUMN}", _source_view(fts)
+        # FTS5's 'delete' must be given the values that were indexed, so a change of
+        # owner re-indexes the row too (a host's UPDATE of a conversation that has no
+        # messages yet; a message's owner is held to its conversation's by a foreign key).
+        watched = f"{col}, user_id"
+        old = f"OLD.{col}, {_OWNER_SQL.format('OLD')}"
+        new = f"NEW.{col}, {_OWNER_SQL.format('NEW')}"
+    else:  # the layout of migrations 0003 to 0006
+        columns, source, old, new, watched = col, table, f"OLD.{col}", f"NEW.{col}", col
+    return _FtsSync(
+        columns,
+        source,
+        watched,
+        f"INSERT INTO {fts} ({fts}, rowid, {columns}) VALUES ('delete', OLD.id, {old});",
+        f"INSERT INTO {fts} (rowid, {columns}) VALUES (NEW.id, {new});",
+    )
+
+
+def _fts_update_trigger(
+    fts: str, table: str, col: str, *, scoped: bool, when_changed: bool
+) -> list[str]:
+    """Drop and create the trigger that re-indexes an updated row.
+
+    ``when_changed`` (from migration 0008): only when an indexed value really changed.
+    ``UPDATE OF`` fires on any statement that names the column, and every append sets
+    ``title = COALESCE(title, ...)``: the title was re-indexed (an FTS5 delete and
+    insert, six shadow-table writes) on every message, ~10% of a SQLite append.
+    """
+    sync = _fts_sync(fts, table, col, scoped=scoped)
+    condition = ""
+    if when_changed:
+        changed = [f"OLD.{c} IS NOT NEW.{c}" for c in sync.watched.split(", ")]
+        condition = f" WHEN {' OR '.join(changed)}"
+    return [
+        f"DROP TRIGGER IF EXISTS {fts}_update",
+        f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {sync.watched} ON {table}{condition}"
+        f" BEGIN {sync.delete_old} {sync.insert_new} END",
+    ]
+
+
+def _sqlite_fts_statements(*, scoped: bool, when_changed: bool) -> list[str]:
     statements: list[str] = []
     for fts, table, col in _FTS_SOURCES:
+        sync = _fts_sync(fts, table, col, scoped=scoped)
         if scoped:
-            owner = "'u' || hex({}.user_id)"
-            columns, source = f"{col}, {OWNER_COLUMN}", _source_view(fts)
-            # FTS5's 'delete' must be given the values that were indexed, so a change of
-            # owner re-indexes the row too (a host's UPDATE of a conversation that has no
-            # messages yet; a message's owner is held to its conversation's by a foreign key).
-            watched = f"{col}, user_id"
-            old = f"OLD.{col}, {owner.format('OLD')}"
-            new = f"NEW.{col}, {owner.format('NEW')}"
             statements.append(
-                f"CREATE VIEW IF NOT EXISTS {source} AS SELECT id, {col},"
-                f" {owner.format(table)} AS {OWNER_COLUMN} FROM {table}"
+                f"CREATE VIEW IF NOT EXISTS {sync.source} AS SELECT id, {col},"
+                f" {_OWNER_SQL.format(table)} AS {OWNER_COLUMN} FROM {table}"
             )
-        else:  # the layout of migrations 0003 to 0006
-            columns, source, old, new, watched = col, table, f"OLD.{col}", f"NEW.{col}", col
-        delete_old = (
-            f"INSERT INTO {fts} ({fts}, rowid, {columns}) VALUES ('delete', OLD.id, {old});"
-        )
-        insert_new = f"INSERT INTO {fts} (rowid, {columns}) VALUES (NEW.id, {new});"
         statements += [
-            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({columns}, content='{source}',"
-            f" content_rowid='id', tokenize='{FTS_TOKENIZER}')",
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({sync.columns},"
+            f" content='{sync.source}', content_rowid='id', tokenize='{FTS_TOKENIZER}')",
             f"DROP TRIGGER IF EXISTS {fts}_insert",
-            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN {insert_new} END",
+            f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN {sync.insert_new} END",
             f"DROP TRIGGER IF EXISTS {fts}_delete",
-            f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN {delete_old} END",
-            f"DROP TRIGGER IF EXISTS {fts}_update",
-            f"CREATE TRIGGER {fts}_update AFTER UPDATE OF {watched} ON {table}"
-            f" BEGIN {delete_old} {insert_new} END",
+            f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN {sync.delete_old} END",
+            *_fts_update_trigger(fts, table, col, scoped=scoped, when_changed=when_changed),
             # Index the rows already there (a migrated database); idempotent.
             f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
         ]
     return statements
 
 
-def search_create_statements(dialect: str, *, config: str, scoped: bool = True) -> list[str]:
+def search_update_triggers(*, when_changed: bool) -> list[str]:
+    """SQLite: the DDL that remakes the index's update triggers (migration 0008), in the
+    layout of 0008 (``when_changed``) or of 0007."""
+    statements: list[str] = []
+    for fts, table, col in _FTS_SOURCES:
+        statements += _fts_update_trigger(fts, table, col, scoped=True, when_changed=when_changed)
+    return statements
+
+
+def search_create_statements(
+    dialect: str, *, config: str, scoped: bool = True, when_changed: bool = True
+) -> list[str]:
     """The DDL that adds the full-text index on ``dialect`` and indexes existing rows.
 
     ``config`` is PostgreSQL's text-search configuration (validated by the settings:
     a plain identifier, so it can be written into the DDL). ``scoped=False``: the layout
-    before migration 0007 (no owner in the index), for the migrations that made it.
+    before migration 0007 (no owner in the index), for the migrations that made it;
+    ``when_changed=False``: SQLite's update triggers as before migration 0008.
     """
     if dialect == "postgresql":
         column = (
@@ -362,7 +416,7 @@ def search_create_statements(dialect: str, *, config: str, scoped: bool = True) 
             f"DROP INDEX IF EXISTS {UNSCOPED_SEARCH_INDEX}",
         ]
     if dialect == "sqlite":
-        return _sqlite_fts_statements(scoped=scoped)
+        return _sqlite_fts_statements(scoped=scoped, when_changed=when_changed)
     return []
 
 

@@ -32,7 +32,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     config = get_settings().search_config
-    for statement in _ddl.search_create_statements(dialect, config=config, scoped=False):
+    for statement in _ddl.search_create_statements(
+        dialect, config=config, scoped=False, when_changed=False
+    ):
         op.execute(sa.text(statement))
 
 

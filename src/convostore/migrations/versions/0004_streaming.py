@@ -44,7 +44,10 @@ def _recreate_sqlite_triggers(*, streaming: bool) -> None:
     for statement in _ddl.create_statements("sqlite", own_users=OWNS_USERS, streaming=streaming):
         op.execute(sa.text(statement))
     config = get_settings().search_config
-    for statement in _ddl.search_create_statements("sqlite", config=config, scoped=False):
+    statements = _ddl.search_create_statements(
+        "sqlite", config=config, scoped=False, when_changed=False
+    )
+    for statement in statements:
         op.execute(sa.text(statement))
 
 

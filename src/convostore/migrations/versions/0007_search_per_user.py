@@ -33,7 +33,9 @@ depends_on: str | Sequence[str] | None = None
 def _rebuild(*, scoped: bool) -> None:
     dialect = op.get_bind().dialect.name
     config = get_settings().search_config
-    statements = _ddl.search_create_statements(dialect, config=config, scoped=scoped)
+    statements = _ddl.search_create_statements(
+        dialect, config=config, scoped=scoped, when_changed=False
+    )
     if dialect == "sqlite":
         # FTS5 cannot add a column: the tables are made again (their text is not stored).
         statements = _ddl.search_drop_statements(dialect) + statements
