@@ -1196,6 +1196,135 @@ async def test_host_sqlite_engine_with_pooled_connections_gets_foreign_keys(db_u
         engine.dispose()
 
 
+# ------------------------------------------------- SQLite writes begun on the driver
+
+
+def _connections_made(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> list[Any]:
+    """Every SQLAlchemy ``Connection`` of ``engine`` made from now on (in this test)."""
+    from sqlalchemy.engine import Connection
+
+    # SQLAlchemy never clears the flag a listener on the Connection class sets (another
+    # test adds and removes one): start from a process where none was ever added.
+    monkeypatch.setattr(Connection, "_has_events", False)
+    made: list[Any] = []
+    original = Connection.__init__
+
+    def counting(self: Connection, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if self.engine.pool is engine.pool:  # the store's engine, or its write options
+            made.append(self)
+
+    monkeypatch.setattr(Connection, "__init__", counting)
+    return made
+
+
+def _traced(store: Store) -> list[str]:
+    """The statements the store's SQLite connections run from now on (the driver's trace,
+    which does not make the engine watched)."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    @event.listens_for(store.engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(sent.append)
+
+    store.engine.dispose()  # new connections, traced
+    return sent
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_writes_run_in_a_transaction_begun_on_the_driver(
+    db_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where nothing watches the engine, a write is ``BEGIN IMMEDIATE`` ... ``COMMIT`` on a
+    bare checkout, with no SQLAlchemy ``Connection``; it is committed when the call
+    returns; an operation's Core statement runs inside that transaction."""
+    with Store(db_url) as store:
+        conv = store.create_conversation(ALICE)
+        sent = _traced(store)
+        made = _connections_made(monkeypatch, store.engine)
+        stored = store.append_message(ALICE, conv.id, user("one"))
+        assert made == []
+        # The trace repeats a statement at each step of it; "--" lines are the triggers'.
+        own = [q.split()[0] for q in sent if not q.startswith("--")]
+        kinds = [k for i, k in enumerate(own) if i == 0 or own[i - 1] != k]
+        assert kinds == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+        assert sent[0] == "BEGIN IMMEDIATE"
+        assert count(raw, "SELECT count(*) FROM messages WHERE id = :i", i=stored.id) == 1
+
+        sent.clear()
+        keyed = store.append_message(ALICE, conv.id, user("two", key="k"))  # a Core SELECT
+        again = store.append_message(ALICE, conv.id, user("two", key="k"))
+        assert again.id == keyed.id and len(made) == 2 and all(c.closed for c in made)
+        assert [q for q in sent if q.split()[0] in ("BEGIN", "COMMIT")] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ] * 2
+        assert store.engine.pool.checkedout() == 0
+        assert [m.content for m in store.get_messages(ALICE, conv.id)] == ["one", "two"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("reset_on_return", ["rollback", None])
+def test_a_failed_sqlite_write_is_rolled_back_before_its_connection_is_returned(
+    db_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch, reset_on_return: str | None
+) -> None:
+    """An error after the conversation's counter moved leaves nothing behind, and the
+    connection goes back to the pool out of any transaction, even a host's pool that
+    does not reset connections on return."""
+    from convostore import _sql
+
+    engine = create_engine(db_url, pool_reset_on_return=reset_on_return)
+    with Store(engine) as store:
+        conv = store.create_conversation(ALICE, messages=[user("kept")])
+        before = store.get_conversation(ALICE, conv.id)
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("after the counter's UPDATE")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_sql, "message_rows", broken)
+            with pytest.raises(RuntimeError):
+                store.append_message(ALICE, conv.id, user("lost"))
+        assert store.get_conversation(ALICE, conv.id) == before
+        assert count(raw, "SELECT count(*) FROM messages") == 1
+        pooled = store.engine.raw_connection()
+        try:
+            assert not pooled.driver_connection.in_transaction  # type: ignore[union-attr]
+        finally:
+            pooled.close()
+        assert store.append_message(ALICE, conv.id, user("next")).position == 2
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_host_watching_transactions_gets_sqlalchemys_connection(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener on the engine's ``commit`` (or ``begin``, ``rollback``) sees every write,
+    through SQLAlchemy's own transaction; once removed, writes begin on the driver again."""
+    from sqlalchemy import event
+
+    with Store(db_url) as store:
+        conv = store.create_conversation(ALICE)
+        made = _connections_made(monkeypatch, store.engine)
+        for name in ("commit", "begin", "rollback"):
+            seen: list[Any] = []
+
+            def listener(conn: Any, seen: list[Any] = seen) -> None:
+                seen.append(conn)
+
+            event.listen(store.engine, name, listener)
+            store.append_message(ALICE, conv.id, user(name))
+            event.remove(store.engine, name, listener)
+            assert len(made) == 1 and seen == ([] if name == "rollback" else made)
+            made.clear()
+            store.append_message(ALICE, conv.id, user("unwatched"))
+            assert made == []
+        assert len(store.get_messages(ALICE, conv.id)) == 6
+
+
 # ----------------------------------------------------------------- extreme inputs
 
 

@@ -150,7 +150,16 @@ class Tx:
     instructions, ~6% of a short read.
     """
 
-    __slots__ = ("_conn", "config", "dialect", "engine", "fairy", "observed", "pg")
+    __slots__ = (
+        "_conn",
+        "config",
+        "dialect",
+        "driver_transaction",
+        "engine",
+        "fairy",
+        "observed",
+        "pg",
+    )
 
     def __init__(self, conn: Connection, pg: bool, config: StoreConfig) -> None:
         self._conn: Connection | None = conn
@@ -158,24 +167,43 @@ class Tx:
         self.pg, self.config = pg, config
         #: Whether the prebuilt statements go through SQLAlchemy's execution (events, echo).
         self.observed = observed(conn)
+        #: Whether the caller opened a transaction on the driver itself (:meth:`lean`).
+        self.driver_transaction = False
 
     @classmethod
     def lean(
-        cls, engine: Engine, fairy: PoolProxiedConnection, pg: bool, config: StoreConfig
+        cls,
+        engine: Engine,
+        fairy: PoolProxiedConnection,
+        pg: bool,
+        config: StoreConfig,
+        *,
+        driver_transaction: bool = False,
     ) -> Tx:
         """A call's ``Tx`` on a connection checked out of ``engine``'s pool, where nothing
-        watches (:func:`convostore.db.watched` is false): no ``Connection`` unless asked."""
+        watches (:func:`convostore.db.watched` is false): no ``Connection`` unless asked.
+
+        ``driver_transaction``: the caller runs the call in a transaction it began on the
+        driver (SQLite's writes, :func:`convostore.db.transactions_watched` false).
+        """
         tx = cls.__new__(cls)
         tx._conn, tx.engine, tx.dialect, tx.fairy = None, engine, engine.dialect, fairy
         tx.pg, tx.config, tx.observed = pg, config, False
+        tx.driver_transaction = driver_transaction
         return tx
 
     @property
     def conn(self) -> Connection:
-        """The SQLAlchemy connection, made around :attr:`fairy` on first use."""
+        """The SQLAlchemy connection, made around :attr:`fairy` on first use.
+
+        Inside a transaction begun on the driver it must not begin one of its own (its
+        ``begin`` would send a second ``BEGIN``): its statements run in the driver's.
+        """
         conn = self._conn
         if conn is None:
-            conn = self._conn = Connection(self.engine, connection=self.fairy)
+            conn = self._conn = Connection(
+                self.engine, connection=self.fairy, _allow_autobegin=not self.driver_transaction
+            )
         return conn
 
     def invalidate(self) -> None:

@@ -55,7 +55,10 @@ __all__ = [
     "make_async_engine",
     "make_engine",
     "observed",
+    "sqlite_statement",
     "sqlite_write_lock",
+    "transactions_watched",
+    "watched",
 ]
 
 #: Execution option that makes a SQLite transaction ``BEGIN IMMEDIATE``.
@@ -176,22 +179,43 @@ def configure_engine(engine: Engine) -> Engine:
         if not record.info.get(_CONFIGURED):
             set_up(dbapi_connection, record)
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        statement = "BEGIN IMMEDIATE" if write else "BEGIN"
-        if observed(conn):
-            conn.exec_driver_sql(statement)
-            return
-        # The same statement without SQLAlchemy's execution machinery (~30 us a write).
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        try:
-            dbapi.execute(statement)
-        except sqlite3.Error as exc:  # "database is locked" past the busy timeout
-            raise driver_error(conn.dialect, statement, (), exc) from exc
+    event.listen(engine, "begin", _begin_sqlite)
 
     return engine
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    """A SQLite transaction's ``BEGIN``: ``IMMEDIATE`` for writes (:data:`WRITE_OPTION`)."""
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+    if observed(conn):
+        conn.exec_driver_sql(statement)
+        return
+    # The same statement without SQLAlchemy's execution machinery (~30 us a write).
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    sqlite_statement(conn.dialect, dbapi, statement)
+
+
+def sqlite_statement(dialect: Dialect, dbapi_connection: Any, statement: str) -> None:
+    """Run a transaction-control statement on a sqlite3 connection; its errors ("database
+    is locked" past the busy timeout) wrapped as SQLAlchemy wraps them."""
+    try:
+        dbapi_connection.execute(statement)
+    except sqlite3.Error as exc:
+        raise driver_error(dialect, statement, (), exc) from exc
+
+
+def transactions_watched(engine: Engine) -> bool:
+    """Whether anything besides convostore listens to ``engine``'s transactions (``begin``,
+    ``commit``, ``rollback``), or :func:`watched` holds: then a write transaction needs a
+    SQLAlchemy ``Connection``, so that every event fires as SQLAlchemy fires it."""
+    if watched(engine):
+        return True
+    dispatch = engine.dispatch
+    if dispatch.commit or dispatch.rollback:
+        return True
+    return any(fn is not _begin_sqlite for fn in dispatch.begin)
 
 
 def observed(conn: Connection) -> bool:
