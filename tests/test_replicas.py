@@ -9,7 +9,6 @@ Runs on a primary and a hot standby of its own (``tests/pgcluster.py``: ``pg_bas
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -225,8 +224,10 @@ async def test_a_replica_too_far_behind_sends_the_read_to_the_primary(
 async def test_a_stopped_replica_never_fails_a_read(
     kind: str, cluster: Pair, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(convostore.store, "REPLICA_RETRY_SECONDS", 0.5)
+    # The back-off runs on the runner's clock: the test moves it instead of waiting.
+    ahead = [0.0]
     async with opened(kind, cluster) as store:
+        monkeypatch.setattr(store._runner, "_monotonic", lambda: time.monotonic() + ahead[0])
         conv = await store.create_conversation("alice")
         await store.append_message("alice", conv.id, MSG)
         cluster.caught_up()
@@ -244,13 +245,13 @@ async def test_a_stopped_replica_never_fails_a_read(
                 assert len(await store.get_history("alice", conv.id, max_tokens=100)) == 2
             assert "read replica unavailable" in caplog.text
             assert len(attempts) == 1  # then skipped while backing off, not retried per read
-            await asyncio.sleep(0.6)
+            ahead[0] += convostore.store.REPLICA_RETRY_SECONDS  # the back-off is over
             assert len(await store.last_messages("alice", conv.id, 5)) == 2
             assert len(attempts) == 2  # tried again after the back-off, still down
         finally:
             cluster.replica.start()
         cluster.caught_up()
-        await asyncio.sleep(0.6)
+        ahead[0] += convostore.store.REPLICA_RETRY_SECONDS
         on_replica = Statements(replica)
         assert len(await store.get_messages("alice", conv.id)) == 2
         assert on_replica.reads("messages")  # back on the replica

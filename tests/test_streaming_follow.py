@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -50,15 +51,24 @@ async def test_a_follower_is_woken_by_notifications_on_postgresql(
     # Re-reads far apart: only a notification can deliver the delta in time.
     monkeypatch.setattr(streaming, "MAX_WAIT_S", 120.0)
     async with AsyncStore(pg_url) as astore:
-        await _woken(astore)
+        await _woken(astore, monkeypatch)
 
 
-async def _woken(astore: AsyncStore) -> None:
+async def _woken(astore: AsyncStore, monkeypatch: pytest.MonkeyPatch) -> None:
     conv = await astore.create_conversation(ALICE)
     msg = await astore.begin_message(ALICE, conv.id)
+    read_once = asyncio.Event()
+    read_stream = astore.read_stream
+
+    async def reading(*args: Any, **kwargs: Any) -> Any:
+        read = await read_stream(*args, **kwargs)
+        read_once.set()
+        return read
+
+    monkeypatch.setattr(astore, "read_stream", reading)
     agen = streaming.follow_stream(astore, ALICE, msg.id)
     first = asyncio.ensure_future(agen.__anext__())
-    await asyncio.sleep(0.2)  # the follower has read (nothing) and waits
+    await asyncio.wait_for(read_once.wait(), 30)  # it has read (nothing) before the delta
     assert not first.done()
     await astore.append_delta(ALICE, msg.id, 0, "hi")
     chunk = await asyncio.wait_for(first, 20)

@@ -47,6 +47,7 @@ from convostore.errors import ConfigurationError, require_extra
 
 __all__ = [
     "WRITE_OPTION",
+    "analyze",
     "check_in",
     "configure_engine",
     "custom_plans",
@@ -289,6 +290,21 @@ def custom_plans(conn: Connection) -> Iterator[None]:
         yield
     finally:
         driver.prepare_threshold = previous  # type: ignore[union-attr]
+
+
+def analyze(engine: Engine) -> None:
+    """Refresh PostgreSQL's planner statistics of the conversations and messages (after a
+    bulk import; SQLite: nothing to do).
+
+    Until autovacuum's next pass (a minute or more) a table just filled has no
+    statistics, and the planner may read one conversation's page through the index of
+    every user's messages: 1.0 instead of 0.2 ms for the last 20 of 2,000 messages.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE conversations, messages")
+        conn.commit()
 
 
 def driver_error(dialect: Dialect, statement: str, params: Any, exc: Exception) -> Exception:

@@ -292,6 +292,7 @@ class _Runner:
         replicas: Sequence[Engine] = (),
         replica_wait_timeout: float = 0.5,
         sleep: Callable[[float], Any] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         pg = engine.dialect.name == "postgresql"
         self._engine = engine
@@ -317,6 +318,8 @@ class _Runner:
             name: bool(replicas) and mode is not Mode.READ for name, mode in MODES.items()
         }
         self._wait, self._sleep = replica_wait_timeout, sleep
+        #: The clock of the replicas' back-off (a test moves it instead of waiting).
+        self._monotonic = monotonic
         self._turn = itertools.count()
 
     def call(self, op: Callable[Concatenate[Tx, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -441,7 +444,7 @@ class _Runner:
 
     def _pick(self) -> _Replica | None:
         """The next replica in turn that is not backing off, or ``None``."""
-        count, now = len(self._replicas), time.monotonic()
+        count, now = len(self._replicas), self._monotonic()
         start = next(self._turn)
         for i in range(count):
             replica = self._replicas[(start + i) % count]
@@ -498,7 +501,7 @@ class _Runner:
             delay = min(delay * 2, 0.02)
 
     def _back_off(self, replica: _Replica, exc: sa_exc.DBAPIError) -> None:
-        replica.down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+        replica.down_until = self._monotonic() + REPLICA_RETRY_SECONDS
         log.warning(
             "read replica unavailable, reads go to the primary for %.0f s: %s",
             REPLICA_RETRY_SECONDS,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -178,3 +179,39 @@ def test_a_500_mb_export_imports_in_bounded_memory(tmp_path: Path, sqlite_templa
         assert real_mb < RSS_BOUND_MB, real_mb
     finally:
         big.unlink(missing_ok=True)
+
+
+def test_an_import_into_postgresql_refreshes_the_planners_statistics(
+    runner: CliRunner, store: Store, db_url: str
+) -> None:
+    """Without statistics (a table just filled, before autovacuum's pass) the planner may
+    read one conversation through the index of every user's messages: the import ANALYZEs
+    what it filled. SQLite keeps no statistics unless asked: nothing is run there."""
+    from sqlalchemy import text
+
+    def analyzed() -> dict[str, Any]:
+        with store.engine.connect() as conn:
+            if store.engine.dialect.name != "postgresql":
+                return {r[0]: None for r in conn.execute(text("SELECT name FROM sqlite_master"))
+                        if r[0] == "sqlite_stat1"}  # fmt: skip
+            rows = conn.execute(
+                text(
+                    "SELECT relname, analyze_count FROM pg_stat_user_tables"
+                    " WHERE relname IN ('conversations', 'messages')"
+                )
+            )
+            return {str(name): int(count) for name, count in rows}
+
+    before = analyzed()
+    args = ["import", str(SPLIT), "--user", "carol"]
+    dry = runner.invoke(app, [*args, "--dry-run", "--database-url", db_url])
+    assert dry.exit_code == 0, dry.output
+    assert analyzed() == before  # a dry run writes nothing, and analyzes nothing
+    result = runner.invoke(app, [*args, "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    after = analyzed()
+    if store.engine.dialect.name == "postgresql":
+        assert after == {name: count + 1 for name, count in before.items()}
+        assert set(after) == {"conversations", "messages"}
+    else:
+        assert after == before == {}

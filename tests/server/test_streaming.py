@@ -119,26 +119,6 @@ async def test_fail_and_interrupt_over_rest(client: httpx.AsyncClient, auth: Aut
     assert events == [("end", failed.json())]
 
 
-async def test_a_followed_reply_that_is_deleted_ends_the_stream(
-    client: httpx.AsyncClient, auth: Auth
-) -> None:
-    h = auth()
-    cid = (await client.post("/v1/conversations", json={}, headers=h)).json()["id"]
-    base = f"/v1/conversations/{cid}/messages"
-    mid = (await client.post(f"{base}/begin", headers=h)).json()["id"]
-    await client.post(f"{base}/{mid}/deltas", json={"seq": 0, "text": "x"}, headers=h)
-
-    async def events() -> list[tuple[str, object]]:
-        async with aconnect_sse(client, "GET", f"{base}/{mid}/stream", headers=h) as source:
-            return [(e.event, e.json()) async for e in source.aiter_sse()]
-
-    following = asyncio.create_task(events())
-    await asyncio.sleep(0.3)  # the follower has replayed seq 0 and waits for more
-    await client.delete(f"{base}/last", headers=h)  # regenerate: the reply goes
-    got = await asyncio.wait_for(following, 30)
-    assert got == [("delta", {"seq": 0, "text": "x"}), ("deleted", {"id": mid})]
-
-
 # ----------------------------------------------------------------- a real server
 
 
@@ -207,6 +187,27 @@ async def test_two_readers_follow_a_500_delta_reply_and_one_reconnects(
     assert end_a["status"] == "complete" and end_a["content"] == expected
     assert (conns_a, conns_b) == (1, 2)
     assert seen_a == seen_b == list(range(DELTAS))  # nothing lost, nothing twice
+
+
+async def test_a_followed_reply_that_is_deleted_ends_the_stream(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The follower has replayed seq 0 and waits for more (on a real server, so its first
+    event is read before the delete is sent); deleting the reply ends its stream."""
+    with running_server(tmp_path, db_url, secret=SECRET) as base:
+        async with httpx.AsyncClient(base_url=base, headers=_headers(), timeout=30) as http:
+            cid = (await http.post("/v1/conversations", json={})).json()["id"]
+            msgs = f"/v1/conversations/{cid}/messages"
+            mid = (await http.post(f"{msgs}/begin")).json()["id"]
+            await http.post(f"{msgs}/{mid}/deltas", json={"seq": 0, "text": "x"})
+            async with aconnect_sse(http, "GET", f"{msgs}/{mid}/stream") as source:
+                events = source.aiter_sse()
+                first = await asyncio.wait_for(anext(events), 30)
+                assert (first.event, first.json()) == ("delta", {"seq": 0, "text": "x"})
+                deleted = await http.delete(f"{msgs}/last")  # regenerate: the reply goes
+                assert deleted.status_code == 200, deleted.text
+                rest = [(e.event, e.json()) async for e in events]
+    assert rest == [("deleted", {"id": mid})]
 
 
 WRITER = """

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convostore.cli._common import DatabaseUrl, console, err_console, friendly_errors
-from convostore.db import make_engine
+from convostore.db import analyze, make_engine
 from convostore.importers import (
     ImportFormatError,
     SourceImportReport,
@@ -171,6 +171,8 @@ def import_(
                     dry_run=dry_run,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
+            if report.messages and not dry_run:
+                analyze(engine)
         except ImportFormatError as exc:
             err_console.print(f"[red]error:[/red] {escape(exc.rule)}")
             raise typer.Exit(2) from None
@@ -242,6 +244,8 @@ def _import_jsonl(
                         keep_ids=not new_ids,
                         progress=lambda n: bar.advance(task, n),
                     )
+            if report.messages:
+                analyze(engine)
         finally:
             engine.dispose()
     resumed = (
