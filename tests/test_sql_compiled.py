@@ -68,6 +68,8 @@ def test_the_fast_path_reads_what_sqlalchemy_reads(store: Store) -> None:
     conv = store.create_conversation(
         user, title="t", metadata={"a": [1, "x"]}, external_id="ext-1", temporary=True
     )
+    # What the INSERT returns is read as the SELECT below is (checked against SQLAlchemy).
+    assert conv == store.get_conversation(user, conv.id) and conv.metadata == {"a": [1, "x"]}
     store.create_conversation(user, title="plain")
     store.append_messages(
         user,
@@ -147,6 +149,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
     from convostore.schemas import MessageCreate
 
     now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    pg = store.engine.dialect.name == "postgresql"
     conv = store.create_conversation("binder", title="t")
     message = MessageCreate(role="user", content="q", metadata={"k": ["v", 1]}, key="k1")
     cases: list[tuple[Any, dict[str, Any]]] = [
@@ -154,6 +157,18 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
         _sql.messages_params("binder", conv.id, now, stale=now, after=3, before=9),
         (_sql.conversations_query(paged=False), _sql.conversations_params("binder", 5, None, now)),
         (_sql.CONVERSATION_BY_ID, {"cid": conv.id, "uid": "binder", "now": now}),
+        (
+            _sql.INSERT_CONVERSATION[pg],
+            _sql.new_conversation(
+                "binder",
+                "t",
+                {"k": [1]},
+                now,
+                external_id="e",
+                retention_seconds=60,
+                temporary=True,
+            ),
+        ),
         (
             _sql.INSERT_ONE_MESSAGE,
             _sql.message_rows("binder", conv.id, 0, [message], now)[0],
@@ -172,7 +187,6 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
     def capture(_c: Any, _cur: Any, _sql_text: str, params: Any, *_: Any) -> None:
         sent.append(params)
 
-    pg = store.engine.dialect.name == "postgresql"
     checked = 0
     with store.engine.connect() as conn:
         event.listen(conn, "before_cursor_execute", capture)
@@ -191,7 +205,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             else:
                 assert tuple(ours) == tuple(theirs), stmt
             checked += 1
-    assert checked == (7 if pg else 5)
+    assert checked == (8 if pg else 6)
 
 
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:

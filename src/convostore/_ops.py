@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Insert, Select, TextClause, Update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.util import await_only
@@ -413,10 +413,9 @@ def create_conversation(
     if len(items) > MAX_BATCH:
         raise ValidationError("messages", f"must hold at most {MAX_BATCH} messages")
     lifetime = _lifetime(tx, user_id, temporary, retention)
-    row = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime, temporary)
-    if row is None:
+    conv = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime, temporary)
+    if conv is None:
         raise ConflictError(f"external_id: the user already has a conversation {external_id!r}")
-    conv = _conversation(row)
     if items:
         _append(tx, user_id, conv.id, items)
         conv = _require_conversation(tx, user_id, conv.id)
@@ -444,30 +443,29 @@ def _insert_conversation(
     external_id: str | None,
     lifetime: int | None,
     temporary: bool = False,
-) -> Row[Any] | None:
+) -> ConversationPublic | None:
     """Insert (the database registers a new user); ``None`` if ``external_id`` is taken."""
     now = _now(tx)
-    stmt = _sql.insert_conversation(
-        tx.pg,
+    stmt = _sql.INSERT_CONVERSATION[tx.pg]
+    params = _sql.new_conversation(
         user_id,
         title,
         metadata,
         now,
         external_id=external_id,
-        if_absent=True,
         retention_seconds=lifetime,
         temporary=temporary,
     )
-    row = tx.conn.execute(stmt).first()
-    if row is None and external_id is not None:
+    query, rows = _driver_execute(tx, stmt, params)
+    if not rows and external_id is not None:
         # An expired conversation is gone for its user, but its row (and so its external
         # id) stays until the purge: bury it now, and the id is free again.
         doomed = _sql.delete_expired_by_external_id(user_id, external_id, now)
         buried = tx.conn.execute(doomed).all()
         if buried:
             _bury(tx, buried, now)
-            row = tx.conn.execute(stmt).first()
-    return row
+            query, rows = _driver_execute(tx, stmt, params)
+    return query.models(ConversationPublic, rows)[0] if rows else None
 
 
 def _bury(tx: Tx, rows: Sequence[Any], deleted_at: datetime) -> None:
@@ -501,9 +499,9 @@ def get_or_create_conversation(
     validate_id(external_id, "external_id")
     title, metadata = validate_title(title), validate_metadata(metadata)
     lifetime = _lifetime(tx, user_id, False, None)
-    row = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime)
-    if row is not None:
-        return _conversation(row)
+    conv = _insert_conversation(tx, user_id, title, metadata, external_id, lifetime)
+    if conv is not None:
+        return conv
     return get_conversation_by_external_id(tx, user_id, external_id)
 
 

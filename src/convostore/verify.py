@@ -224,7 +224,9 @@ def _behaviour(conn: Connection) -> list[Check]:
     for user in probe_users:
         if (stmt := _sql.upsert_user(pg, user, now)) is not None:
             conn.execute(stmt)
-    conv_id = conn.execute(_sql.insert_conversation(False, probe, "verify", None, now)).one()[0]
+    conv_id = conn.execute(
+        _sql.INSERT_CONVERSATION[pg], _sql.new_conversation(probe, "verify", None, now)
+    ).one()[0]
 
     def message(
         cid: int, user: str = probe, role: str = "user", pos: int = 1, status: str = "complete"
@@ -287,7 +289,9 @@ def _behaviour(conn: Connection) -> list[Check]:
             lambda: count(_sql.M, _sql.M.c.conversation_id == conv_id),
         )
     )
-    conv_id = conn.execute(_sql.insert_conversation(False, probe, "verify", None, now)).one()[0]
+    conv_id = conn.execute(
+        _sql.INSERT_CONVERSATION[pg], _sql.new_conversation(probe, "verify", None, now)
+    ).one()[0]
     message(conv_id)
     users = sql_table(USERS_TABLE, column("id"))
     checks.append(
