@@ -1104,7 +1104,7 @@ def begin_message(
         raise ValidationError("role", "must be 'assistant', 'user' or 'system'")
     data = {"role": role, "content": "", "metadata": metadata, "key": key}
     item = validate_partial_message(data, max_content_length=tx.config.max_content_length)
-    tx.conn.execute(_sql.INTERRUPT_STALE, {"cid": cid, "uid": user_id, "stale": _stale(tx)})
+    _driver_execute(tx, _sql.INTERRUPT_STALE, {"cid": cid, "uid": user_id, "stale": _stale(tx)})
     return _append(tx, user_id, cid, [item], status="streaming")[0]
 
 
@@ -1140,7 +1140,7 @@ def append_delta(
                     f"the streamed content would exceed {tx.config.max_content_length} characters",
                 )
             update = {"mid": mid, "uid": user_id, "seq": seq, "text": text, "now": now}
-            tx.conn.execute(_sql.add_chunk_to_content(tx.pg), update)
+            _driver_execute(tx, _sql.add_chunk_to_content(tx.pg), update)
             _notify(tx, mid)
             return True
     stored = _driver_execute(tx, _sql.CHUNK_TEXT, {"mid": mid, "uid": user_id, "seq": seq})[1]

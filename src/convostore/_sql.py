@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert
+from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeEngine
@@ -708,7 +708,7 @@ def stream_message(*, in_conversation: bool, lock: bool) -> Select[Any]:
 
 #: Mark a conversation's streaming reply interrupted once its lease has run out (params:
 #: ``cid``, ``uid``, ``stale``); served by the partial index ``uq_messages_one_streaming``.
-INTERRUPT_STALE: Update = (
+INTERRUPT_STALE: ReturningUpdate[Any] = (
     update(M)
     .where(
         M.c.conversation_id == bindparam("cid", type_=BigInteger()),
@@ -717,6 +717,7 @@ INTERRUPT_STALE: Update = (
         M.c.stream_heartbeat_at < bindparam("stale", type_=UTCDateTime()),
     )
     .values(status=_INTERRUPTED_SQL)
+    .returning(M.c.id)  # rows, so that it runs on the driver like the other hot statements
 )
 
 
@@ -768,7 +769,7 @@ def add_chunk_to_content(pg: bool) -> TextClause:
         "UPDATE messages SET content = CASE WHEN EXISTS (SELECT 1 FROM message_chunks"
         " WHERE message_id = :mid AND user_id = :uid AND seq > :seq)"
         f" THEN {joined} ELSE content || :text END,"
-        " stream_heartbeat_at = :now WHERE id = :mid AND user_id = :uid"
+        " stream_heartbeat_at = :now WHERE id = :mid AND user_id = :uid RETURNING id"
     ).bindparams(
         bindparam("mid", type_=BigInteger()),
         bindparam("uid", type_=String()),
