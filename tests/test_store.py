@@ -1265,49 +1265,72 @@ def test_sqlite_writes_run_in_a_transaction_begun_on_the_driver(
         assert [m.content for m in store.get_messages(ALICE, conv.id)] == ["one", "two"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_writes_run_in_the_drivers_own_transaction(
+    db_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Multi-statement writes (a streamed reply's) make no SQLAlchemy ``Connection`` where
+    nothing watches the engine's transactions, and each is committed when it returns."""
+    with Store(db_url) as store:
+        conv = store.create_conversation(ALICE)
+        made = _connections_made(monkeypatch, store.engine)
+        other = store.create_conversation(ALICE, title="other")
+        reply = store.begin_message(ALICE, conv.id)
+        assert store.append_delta(ALICE, reply.id, 0, "Hel")
+        assert count(raw, "SELECT count(*) FROM message_chunks WHERE message_id = :m", m=reply.id)
+        assert store.append_delta(ALICE, reply.id, 1, "lo")
+        assert made == []
+        done = store.finish_message(ALICE, reply.id)  # a Core UPDATE: a Connection for it
+        assert len(made) == 1 and made[0].closed
+        assert (done.status, done.content) == ("complete", "Hello")
+        assert count(raw, "SELECT count(*) FROM conversations WHERE id = :c", c=other.id) == 1
+        assert store.engine.pool.checkedout() == 0
+
+
 @pytest.mark.parametrize("reset_on_return", ["rollback", None])
-def test_a_failed_sqlite_write_is_rolled_back_before_its_connection_is_returned(
+def test_a_failed_write_is_rolled_back_before_its_connection_is_returned(
     db_url: str, raw: Engine, monkeypatch: pytest.MonkeyPatch, reset_on_return: str | None
 ) -> None:
-    """An error after the conversation's counter moved leaves nothing behind, and the
-    connection goes back to the pool out of any transaction, even a host's pool that
+    """An error after a delta's chunk was inserted leaves nothing behind, and the
+    connection goes back to the pool out of any transaction, even to a host's pool that
     does not reset connections on return."""
     from convostore import _sql
 
-    engine = create_engine(db_url, pool_reset_on_return=reset_on_return)
+    engine = make_engine(db_url, pool_reset_on_return=reset_on_return)
     with Store(engine) as store:
-        conv = store.create_conversation(ALICE, messages=[user("kept")])
-        before = store.get_conversation(ALICE, conv.id)
+        conv = store.create_conversation(ALICE)
+        reply = store.begin_message(ALICE, conv.id)
 
         def broken(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("after the counter's UPDATE")
+            raise RuntimeError("after the chunk's INSERT")
 
         with monkeypatch.context() as patch:
-            patch.setattr(_sql, "message_rows", broken)
+            patch.setattr(_sql, "add_chunk_to_content", broken)
             with pytest.raises(RuntimeError):
-                store.append_message(ALICE, conv.id, user("lost"))
-        assert store.get_conversation(ALICE, conv.id) == before
-        assert count(raw, "SELECT count(*) FROM messages") == 1
+                store.append_delta(ALICE, reply.id, 0, "lost")
+        assert count(raw, "SELECT count(*) FROM message_chunks") == 0
         pooled = store.engine.raw_connection()
         try:
-            assert not pooled.driver_connection.in_transaction  # type: ignore[union-attr]
+            driver: Any = pooled.driver_connection
+            if store.engine.dialect.name == "sqlite":
+                assert not driver.in_transaction
+            else:
+                assert driver.pgconn.transaction_status == 0  # idle
         finally:
             pooled.close()
-        assert store.append_message(ALICE, conv.id, user("next")).position == 2
+        assert store.append_delta(ALICE, reply.id, 0, "kept")  # not "stored already"
+        assert store.finish_message(ALICE, reply.id).content == "kept"
     engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_host_watching_transactions_gets_sqlalchemys_connection(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A listener on the engine's ``commit`` (or ``begin``, ``rollback``) sees every write,
-    through SQLAlchemy's own transaction; once removed, writes begin on the driver again."""
+    through SQLAlchemy's own transaction; once removed, writes run on the driver again."""
     from sqlalchemy import event
 
     with Store(db_url) as store:
-        conv = store.create_conversation(ALICE)
+        store.create_conversation(ALICE, title="first")  # the engine's first connect
         made = _connections_made(monkeypatch, store.engine)
         for name in ("commit", "begin", "rollback"):
             seen: list[Any] = []
@@ -1316,13 +1339,13 @@ def test_a_host_watching_transactions_gets_sqlalchemys_connection(
                 seen.append(conn)
 
             event.listen(store.engine, name, listener)
-            store.append_message(ALICE, conv.id, user(name))
+            store.create_conversation(ALICE, title=name)
             event.remove(store.engine, name, listener)
             assert len(made) == 1 and seen == ([] if name == "rollback" else made)
             made.clear()
-            store.append_message(ALICE, conv.id, user("unwatched"))
+            store.create_conversation(ALICE, title="unwatched")
             assert made == []
-        assert len(store.get_messages(ALICE, conv.id)) == 6
+        assert len(store.list_conversations(ALICE).data) == 7
 
 
 # ----------------------------------------------------------------- extreme inputs

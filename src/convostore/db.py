@@ -51,12 +51,12 @@ __all__ = [
     "check_in",
     "configure_engine",
     "custom_plans",
+    "driver_call",
     "driver_error",
     "is_pooled",
     "make_async_engine",
     "make_engine",
     "observed",
-    "sqlite_statement",
     "sqlite_write_lock",
     "transactions_watched",
     "watched",
@@ -195,15 +195,16 @@ def _begin_sqlite(conn: Connection) -> None:
     # The same statement without SQLAlchemy's execution machinery (~30 us a write).
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
-    sqlite_statement(conn.dialect, dbapi, statement)
+    driver_call(conn.dialect, statement, dbapi.execute, statement)
 
 
-def sqlite_statement(dialect: Dialect, dbapi_connection: Any, statement: str) -> None:
-    """Run a transaction-control statement on a sqlite3 connection; its errors ("database
-    is locked" past the busy timeout) wrapped as SQLAlchemy wraps them."""
+def driver_call(dialect: Dialect, statement: str, call: Any, *args: Any) -> Any:
+    """``call(*args)`` on a DB-API connection (``execute("BEGIN")``, ``commit``): its
+    errors ("database is locked" past the busy timeout, a failed commit) wrapped as
+    SQLAlchemy wraps them, naming ``statement``."""
     try:
-        dbapi_connection.execute(statement)
-    except sqlite3.Error as exc:
+        return call(*args)
+    except dialect.loaded_dbapi.Error as exc:
         raise driver_error(dialect, statement, (), exc) from exc
 
 
