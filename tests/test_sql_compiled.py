@@ -170,6 +170,19 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             ),
         ),
         (
+            _sql.end_stream(("status", "content", "tool_calls", "metadata", "stream_heartbeat_at")),
+            _sql.end_stream_params(
+                1,
+                {
+                    "status": "complete",
+                    "content": "done",
+                    "tool_calls": [{"id": "c", "type": "function"}],
+                    "metadata": None,
+                    "stream_heartbeat_at": now,
+                },
+            ),
+        ),
+        (
             _sql.INSERT_ONE_MESSAGE,
             _sql.message_rows("binder", conv.id, 0, [message], now)[0],
         ),
@@ -205,7 +218,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             else:
                 assert tuple(ours) == tuple(theirs), stmt
             checked += 1
-    assert checked == (8 if pg else 6)
+    assert checked == (9 if pg else 7)
 
 
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:

@@ -1199,7 +1199,7 @@ def finish_message(
         "metadata": final.metadata,
         "stream_heartbeat_at": _now(tx),
     }
-    tx.conn.execute(_sql.end_stream(msg.id, values))
+    _driver_execute(tx, _sql.end_stream(tuple(values)), _sql.end_stream_params(msg.id, values))
     _notify(tx, msg.id)
     del values["stream_heartbeat_at"]
     return msg.model_copy(update=values)
@@ -1224,7 +1224,7 @@ def _end(
     values: dict[str, Any] = {"status": status}
     if metadata is not None:
         values["metadata"] = metadata
-    tx.conn.execute(_sql.end_stream(msg.id, values))
+    _driver_execute(tx, _sql.end_stream(tuple(values)), _sql.end_stream_params(msg.id, values))
     _notify(tx, msg.id)
     return msg.model_copy(update=values)
 

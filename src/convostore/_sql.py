@@ -779,9 +779,18 @@ def add_chunk_to_content(pg: bool) -> TextClause:
     )
 
 
-def end_stream(message_id: int, values: dict[str, Any]) -> Update:
-    """Set a streamed reply's final status (and, on finish, its final fields)."""
-    return update(M).where(M.c.id == message_id).values(**values)
+@cache
+def end_stream(fields: tuple[str, ...]) -> ReturningUpdate[Any]:
+    """Set a streamed reply's final status (and, on finish, its final fields): one
+    prebuilt statement per set of ``fields``; params from :func:`end_stream_params`."""
+    values = {f: bindparam(f"end_{f}", type_=M.c[f].type) for f in fields}
+    where = M.c.id == bindparam("mid", type_=BigInteger())
+    return update(M).where(where).values(**values).returning(M.c.id)
+
+
+def end_stream_params(message_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`end_stream` ``(tuple(values))``."""
+    return {"mid": message_id, **{f"end_{f}": v for f, v in values.items()}}
 
 
 #: A reply's chunks after ``:after`` in seq order (params: ``mid``, ``uid``, ``after``,
