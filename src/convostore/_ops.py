@@ -183,8 +183,8 @@ class Tx:
         """A call's ``Tx`` on a connection checked out of ``engine``'s pool, where nothing
         watches (:func:`convostore.db.watched` is false): no ``Connection`` unless asked.
 
-        ``driver_transaction``: the caller runs the call in a transaction it began on the
-        driver (SQLite's writes, :func:`convostore.db.transactions_watched` false).
+        ``driver_transaction``: the caller runs the call in a transaction of the driver's
+        own (a write where :func:`convostore.db.transactions_watched` is false).
         """
         tx = cls.__new__(cls)
         tx._conn, tx.engine, tx.dialect, tx.fairy = None, engine, engine.dialect, fairy

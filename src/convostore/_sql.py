@@ -190,11 +190,12 @@ def _insert_conversation(pg: bool) -> ReturningInsert[Any]:
     ins = postgresql.insert(C) if pg else sqlite.insert(C)
     values = {name: bindparam(f"new_{name}", type_=C.c[name].type) for name in _NEW_CONVERSATION}
     # A conversation of the user with this external_id wins: nothing is inserted and
-    # nothing returned (concurrent callers included). The index's predicate as text: as
-    # an expression it compiles with an unused bind of its None.
-    stmt = ins.values(**values).on_conflict_do_nothing(  # message_count: its default, 0
+    # nothing returned (concurrent callers included). message_count is left to its
+    # default (0): a literal in values() compiles with an extra anonymous bind, which the
+    # generated binder would ask the call for.
+    stmt = ins.values(**values).on_conflict_do_nothing(
         index_elements=[C.c.user_id, C.c.external_id],
-        index_where=text("external_id IS NOT NULL"),
+        index_where=C.c.external_id.isnot(None),
     )
     return stmt.returning(*CONVERSATION_COLUMNS)
 
