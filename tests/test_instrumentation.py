@@ -221,8 +221,10 @@ def test_unwatched_calls_make_a_connection_only_when_asked(
             store.last_messages("bob", conv.id, 5)
         assert made == []
         assert pool.checkedout() == 0
+        assert store.update_conversation("alice", conv.id, title="t").title == "t"  # prebuilt
+        assert made == []
         with pytest.raises(NotFoundError):
-            store.update_conversation("bob", conv.id, title="x")  # a Core UPDATE
-        assert store.update_conversation("alice", conv.id, title="t").title == "t"
+            store.delete_message("alice", conv.id, 10**9)  # a Core DELETE, then the error
+        assert store.delete_user("bob") is False  # a Core DELETE
         assert len(made) == 2 and all(c.closed for c in made)
         assert pool.checkedout() == 0

@@ -164,3 +164,11 @@ def test_a_cursor_is_the_compact_json_of_its_position(moment: datetime, ident: i
     cursor = _sql.encode_cursor(moment, ident)
     assert cursor == expected
     assert _sql.decode_cursor(cursor) == (moment, ident)
+
+
+@pytest.mark.parametrize("fields", [(), ("id",), ("title", "user_id")])
+def test_a_conversation_update_sets_only_the_fields_it_may(fields: tuple[str, ...]) -> None:
+    # The prebuilt UPDATE is made per set of fields: the owner, the id and the counters
+    # are never among them, and an empty set is not a statement.
+    with pytest.raises(ValueError, match="cannot update"):
+        _sql.update_conversation(fields, pg=False)

@@ -186,6 +186,20 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             ),
         ),
         (
+            _sql.update_conversation(_sql.CONVERSATION_UPDATES, pg),
+            _sql.update_conversation_params(
+                "binder",
+                conv.id,
+                {"title": "u", "metadata": {"k": [2]}, "hold": True, "retention_seconds": 90},
+                now,
+            ),
+        ),
+        (  # "none": no retention, never expires (a NULL the SQL uses twice on SQLite)
+            _sql.update_conversation(("retention_seconds",), pg),
+            _sql.update_conversation_params("binder", conv.id, {"retention_seconds": None}, now),
+        ),
+        (_sql.DELETE_CONVERSATION, {"cid": conv.id, "uid": "binder", "now": now}),
+        (
             _sql.INSERT_ONE_MESSAGE,
             _sql.message_rows("binder", conv.id, 0, [message], now)[0],
         ),
@@ -221,7 +235,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             else:
                 assert tuple(ours) == tuple(theirs), stmt
             checked += 1
-    assert checked == (9 if pg else 7)
+    assert checked == (12 if pg else 10)
 
 
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Insert, Select, TextClause, Update
+from sqlalchemy import Delete, Insert, Select, TextClause, Update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.selectable import TextualSelect
@@ -239,7 +239,7 @@ def _message(row: Sequence[Any]) -> MessagePublic:
 
 def _driver_execute(
     tx: Tx,
-    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update,
+    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update | Delete,
     params: dict[str, Any] | Sequence[dict[str, Any]],
 ) -> tuple[_sql.CompiledStatement, Sequence[Any]]:
     """Run a prebuilt statement on the DB-API cursor of the operation's connection.
@@ -572,24 +572,23 @@ def update_conversation(
     if retention is not _UNSET:
         if retention is None:
             raise ValidationError("retention", 'must be a duration such as "30d", or "none"')
-        seconds = parse_retention(retention)
-        values["retention_seconds"] = seconds
-        values["expires_at"] = _sql.expiry_from_last_activity(tx.pg, seconds)
-    if not values:
-        return _require_conversation(tx, user_id, _conversation_id(conversation_id))
+        values["retention_seconds"] = parse_retention(retention)  # sets expires_at too
     cid = _conversation_id(conversation_id)
-    stmt = _sql.update_conversation(user_id, cid, values, _now(tx))
-    row = tx.conn.execute(stmt).first()
-    if row is None:
+    if not values:
+        return _require_conversation(tx, user_id, cid)
+    stmt = _sql.update_conversation(tuple(values), tx.pg)
+    params = _sql.update_conversation_params(user_id, cid, values, _now(tx))
+    query, rows = _driver_execute(tx, stmt, params)
+    if not rows:
         raise NotFoundError("conversation", conversation_id)
-    return _conversation(row)
+    return query.models(ConversationPublic, rows)[0]
 
 
 @operation(Mode.STATEMENT)
 def delete_conversation(tx: Tx, user_id: str, conversation_id: int) -> None:
     """Delete a conversation and (by cascade) its messages."""
-    stmt = _sql.delete_conversation(user_id, _conversation_id(conversation_id), _now(tx))
-    if not tx.conn.execute(stmt).rowcount:
+    params = {"cid": _conversation_id(conversation_id), "uid": user_id, "now": _now(tx)}
+    if not _driver_execute(tx, _sql.DELETE_CONVERSATION, params)[1]:
         raise NotFoundError("conversation", conversation_id)
 
 

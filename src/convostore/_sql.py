@@ -273,10 +273,10 @@ _CID = bindparam("cid", type_=BigInteger())
 _LIMIT = bindparam("lim", type_=Integer(), literal_execute=True)
 _UID = bindparam("uid", type_=String())
 
+#: :func:`owned` with bound values (params: ``cid``, ``uid``, ``now``).
+_OWNED = (C.c.id == _CID, C.c.user_id == _UID, live())
 #: One live conversation of its owner (params: ``cid``, ``uid``, ``now``).
-CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
-    C.c.id == _CID, C.c.user_id == _UID, live()
-)
+CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(*_OWNED)
 
 #: The same, locking the row against concurrent appenders (pop / delete-after).
 CONVERSATION_BY_ID_FOR_UPDATE: Select[Any] = CONVERSATION_BY_ID.with_for_update()
@@ -309,28 +309,45 @@ def conversations_params(
     return params
 
 
-def update_conversation(
+#: The fields :func:`update_conversation` may set, in the order its callers name them.
+CONVERSATION_UPDATES = ("title", "metadata", "hold", "retention_seconds")
+#: What a new retention policy counts from: the last activity (``updated_at``).
+_RETENTION = "CAST(:set_retention_seconds AS INTEGER)"
+
+
+@cache
+def update_conversation(fields: tuple[str, ...], pg: bool) -> ReturningUpdate[Any]:
+    """Set ``fields`` of one live conversation of its owner and return it: one prebuilt
+    statement per set of fields (params: ``cid``, ``uid``, ``now`` and ``set_<field>``).
+
+    A new ``retention_seconds`` also sets ``expires_at`` from the last activity, in the
+    same statement (``NULL`` seconds, no retention: ``NULL``, never expires).
+    """
+    unknown = set(fields) - set(CONVERSATION_UPDATES)
+    if unknown or not fields:
+        raise ValueError(f"cannot update {sorted(unknown) or 'nothing'}")
+    values: dict[str, Any] = {f: bindparam(f"set_{f}", type_=C.c[f].type) for f in fields}
+    if "retention_seconds" in fields:
+        add = pg_plus_seconds if pg else sqlite_plus_seconds
+        values["expires_at"] = text(add("updated_at", _RETENTION))
+    return update(C).where(*_OWNED).values(**values).returning(*CONVERSATION_COLUMNS)
+
+
+def update_conversation_params(
     user_id: str, conversation_id: int, values: dict[str, Any], now: datetime
-) -> Update:
-    return (
-        update(C)
-        .where(*owned(user_id, conversation_id, now))
-        .values(**values)
-        .returning(*CONVERSATION_COLUMNS)
-    )
+) -> dict[str, Any]:
+    """The parameters of :func:`update_conversation` ``(tuple(values), pg)``."""
+    return {
+        "cid": conversation_id,
+        "uid": user_id,
+        "now": now,
+        **{f"set_{f}": v for f, v in values.items()},
+    }
 
 
-def expiry_from_last_activity(pg: bool, retention_seconds: int | None) -> ColumnElement[Any]:
-    """``expires_at`` for a new policy: the last activity (``updated_at``) + the policy."""
-    if retention_seconds is None:
-        return null()
-    seconds = str(int(retention_seconds))  # an int: safe to write into the SQL
-    add = pg_plus_seconds if pg else sqlite_plus_seconds
-    return literal_column(add("updated_at", seconds), UTCDateTime())
-
-
-def delete_conversation(user_id: str, conversation_id: int, now: datetime) -> Delete:
-    return delete(C).where(*owned(user_id, conversation_id, now))
+#: Delete one live conversation of its owner (its messages by cascade), returning its id
+#: (params: ``cid``, ``uid``, ``now``).
+DELETE_CONVERSATION: ReturningDelete[Any] = delete(C).where(*_OWNED).returning(C.c.id)
 
 
 def encode_cursor(updated_at: datetime, conversation_id: int) -> str:
@@ -1014,7 +1031,7 @@ _COMPILED: dict[Dialect, dict[int, tuple[Any, CompiledStatement]]] = {}
 
 
 def compiled(
-    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update, dialect: Dialect
+    stmt: Select[Any] | TextualSelect | TextClause | Insert | Update | Delete, dialect: Dialect
 ) -> CompiledStatement:
     """``stmt`` compiled for ``dialect``, once (the hot statements are module-level objects)."""
     cache = _COMPILED.setdefault(dialect, {})

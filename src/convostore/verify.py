@@ -285,7 +285,9 @@ def _behaviour(conn: Connection) -> list[Check]:
         _cascades(
             conn,
             "delete conversation cascades to messages",
-            lambda: conn.execute(_sql.delete_conversation(probe, conv_id, now)),
+            lambda: conn.execute(
+                _sql.DELETE_CONVERSATION, {"cid": conv_id, "uid": probe, "now": now}
+            ),
             lambda: count(_sql.M, _sql.M.c.conversation_id == conv_id),
         )
     )
