@@ -199,6 +199,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             _sql.update_conversation_params("binder", conv.id, {"retention_seconds": None}, now),
         ),
         (_sql.DELETE_CONVERSATION, {"cid": conv.id, "uid": "binder", "now": now}),
+        (_sql.MESSAGE_BY_KEY, {"cid": conv.id, "uid": "binder", "key": "k1", "stale": now}),
         (
             _sql.INSERT_ONE_MESSAGE,
             _sql.message_rows("binder", conv.id, 0, [message], now)[0],
@@ -235,7 +236,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             else:
                 assert tuple(ours) == tuple(theirs), stmt
             checked += 1
-    assert checked == (12 if pg else 10)
+    assert checked == (13 if pg else 11)
 
 
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:

@@ -1253,16 +1253,26 @@ def test_sqlite_writes_run_in_a_transaction_begun_on_the_driver(
         assert sent[0] == "BEGIN IMMEDIATE"
         assert count(raw, "SELECT count(*) FROM messages WHERE id = :i", i=stored.id) == 1
 
+        keyed = store.append_message(ALICE, conv.id, user("two", key="k"))  # prebuilt lookup
+        assert store.append_message(ALICE, conv.id, user("two", key="k")).id == keyed.id
+        assert made == []
+
         sent.clear()
-        keyed = store.append_message(ALICE, conv.id, user("two", key="k"))  # a Core SELECT
-        again = store.append_message(ALICE, conv.id, user("two", key="k"))
-        assert again.id == keyed.id and len(made) == 2 and all(c.closed for c in made)
+        batch = [user("three", key="k3"), user("four", key="k4")]
+        first = store.append_messages(ALICE, conv.id, batch)  # a Core SELECT of the keys
+        again = store.append_messages(ALICE, conv.id, batch)
+        assert again == first and len(made) == 2 and all(c.closed for c in made)
         assert [q for q in sent if q.split()[0] in ("BEGIN", "COMMIT")] == [
             "BEGIN IMMEDIATE",
             "COMMIT",
         ] * 2
         assert store.engine.pool.checkedout() == 0
-        assert [m.content for m in store.get_messages(ALICE, conv.id)] == ["one", "two"]
+        assert [m.content for m in store.get_messages(ALICE, conv.id)] == [
+            "one",
+            "two",
+            "three",
+            "four",
+        ]
 
 
 def test_writes_run_in_the_drivers_own_transaction(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -612,9 +612,15 @@ def _append(
     keys = [m.key for m in items if m.key is not None]
     streamed = status != "complete"
     if keys:
-        by_key = _sql.select_messages_by_key(user_id, conversation_id, keys)
-        found = tx.conn.execute(by_key, {"stale": _stale(tx)})
-        existing = {m.key: m for m in map(_message, found) if m.key is not None}
+        found: Iterable[MessagePublic]
+        if len(keys) == 1:  # a retried single append: the prebuilt lookup
+            params = {"cid": conversation_id, "uid": user_id, "key": keys[0], "stale": _stale(tx)}
+            query, rows = _driver_execute(tx, _sql.MESSAGE_BY_KEY, params)
+            found = query.models(MessagePublic, rows)
+        else:
+            by_key = _sql.select_messages_by_key(user_id, conversation_id, keys)
+            found = map(_message, tx.conn.execute(by_key, {"stale": _stale(tx)}))
+        existing = {m.key: m for m in found if m.key is not None}
         for item in items:
             if item.key in existing and not _same_message(item, existing[item.key], streamed):
                 # As payment APIs do: a key names one request; reusing it for another

@@ -1073,8 +1073,18 @@ def compiled(
     return query
 
 
+#: The conversation's message under one idempotency key, the lookup before a keyed append
+#: (params: ``cid``, ``uid``, ``key``, ``stale``).
+MESSAGE_BY_KEY: Select[Any] = select(*MESSAGE_COLUMNS).where(
+    M.c.conversation_id == _CID,
+    M.c.user_id == _UID,
+    M.c.client_key == bindparam("key", type_=String()),
+)
+
+
 def select_messages_by_key(user_id: str, conversation_id: int, keys: Sequence[str]) -> Select[Any]:
-    """Messages of the conversation under these idempotency keys (param: ``stale``)."""
+    """Messages of the conversation under these idempotency keys, for a batch (param:
+    ``stale``; one key: :data:`MESSAGE_BY_KEY`)."""
     return select(*MESSAGE_COLUMNS).where(
         M.c.conversation_id == conversation_id,
         M.c.user_id == user_id,
