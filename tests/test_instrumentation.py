@@ -222,9 +222,12 @@ def test_unwatched_calls_make_a_connection_only_when_asked(
         assert made == []
         assert pool.checkedout() == 0
         assert store.update_conversation("alice", conv.id, title="t").title == "t"  # prebuilt
-        assert made == []
         with pytest.raises(NotFoundError):
-            store.delete_message("alice", conv.id, 10**9)  # a Core DELETE, then the error
+            store.delete_message("alice", conv.id, 10**9)  # prebuilt too
+        assert made == []
+        keyed = [{"role": "user", "content": c, "key": c} for c in ("a", "b")]
+        with pytest.raises(NotFoundError):
+            store.append_messages("bob", conv.id, keyed)  # a Core SELECT of the keys first
         assert store.delete_user("bob") is False  # a Core DELETE
         assert len(made) == 2 and all(c.closed for c in made)
         assert pool.checkedout() == 0

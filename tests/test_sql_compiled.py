@@ -154,6 +154,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     pg = store.engine.dialect.name == "postgresql"
     conv = store.create_conversation("binder", title="t")
+    full = store.create_conversation("binder", messages=[{"role": "user", "content": "x"}])
     message = MessageCreate(role="user", content="q", metadata={"k": ["v", 1]}, key="k1")
     cases: list[tuple[Any, dict[str, Any]]] = [
         _sql.messages_params("binder", conv.id, now, stale=now, descending=True, limit=20),
@@ -201,6 +202,16 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
         (_sql.DELETE_CONVERSATION, {"cid": conv.id, "uid": "binder", "now": now}),
         (_sql.MESSAGE_BY_KEY, {"cid": conv.id, "uid": "binder", "key": "k1", "stale": now}),
         (
+            _sql.TRUNCATE_CONVERSATION,
+            {"cid": conv.id, "uid": "binder", "now": now, "keep": 2},
+        ),
+        (_sql.DELETE_MESSAGES_AFTER, {"cid": conv.id, "keep": 2, "stale": now}),
+        (_sql.DELETE_MESSAGE, {"cid": conv.id, "mid": 7, "stale": now}),
+        # A literal in the SET (``position - :count - 1``, ``message_count - 1``) is an
+        # anonymous bind SQLAlchemy names at compilation (``message_count_1``).
+        *((stmt, {"cid": conv.id, "position": 3, "count": 9}) for stmt in _sql.CLOSE_GAP),
+        (_sql.SHRINK_CONVERSATION, {"cid": full.id, "uid": "binder", "now": now}),
+        (
             _sql.INSERT_ONE_MESSAGE,
             _sql.message_rows("binder", conv.id, 0, [message], now)[0],
         ),
@@ -236,7 +247,7 @@ def test_the_fast_path_binds_what_sqlalchemy_binds(store: Store) -> None:
             else:
                 assert tuple(ours) == tuple(theirs), stmt
             checked += 1
-    assert checked == (13 if pg else 11)
+    assert checked == (19 if pg else 17)
 
 
 def _unwrapped(params: dict[str, Any]) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def _driver_execute(
     try:
         if isinstance(params, dict):
             cursor.execute(query.statement(params), query.params(params))
-            return query, cursor.fetchall()
+            return query, cursor.fetchall() if query.rows else []
         cursor.executemany(query.sql, query.params_many(params))
         return query, []
     except dialect.loaded_dbapi.Error as exc:
@@ -276,19 +276,20 @@ def _native_execute(
     driver = tx.fairy.driver_connection
     try:
         if isinstance(params, dict):
-            return await_only(_fetch(driver, query.statement(params), query.params(params)))
+            sql, values = query.statement(params), query.params(params)
+            return await_only(_fetch(driver, sql, values, query.rows))
         await_only(_execute_many(driver, query.sql, query.params_many(params)))
         return []
     except tx.dialect.loaded_dbapi.Error as exc:
         raise driver_error(tx.dialect, query.sql, params, exc) from exc
 
 
-async def _fetch(driver: Any, sql: str, params: Any) -> list[Any]:
-    # Every prebuilt statement returns rows, as on the sync path. (Not ``if
-    # cursor.description``: psycopg builds a Column object per column at each access.)
+async def _fetch(driver: Any, sql: str, params: Any, rows: bool) -> list[Any]:
+    # ``rows``: the compiled statement's own (not ``cursor.description``: psycopg builds a
+    # Column object per column at each access).
     async with driver.cursor() as cursor:
         await cursor.execute(sql, params)
-        return await cursor.fetchall()  # type: ignore[no-any-return]
+        return await cursor.fetchall() if rows else []
 
 
 async def _execute_many(driver: Any, sql: str, params: Any) -> None:
@@ -305,7 +306,8 @@ def _observed_execute(
     the statement: observers see exactly what the fast path would have sent."""
     if isinstance(params, dict):
         sql, values = query.statement(params), _driver_params(query.params(params))
-        return conn.exec_driver_sql(sql, values).fetchall()
+        result = conn.exec_driver_sql(sql, values)
+        return result.fetchall() if query.rows else []
     conn.exec_driver_sql(query.sql, [_driver_params(p) for p in query.params_many(params)])
     return []
 
@@ -898,11 +900,11 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     keep = conv.message_count - 1 if keep is None else keep
     if keep < 0 or conv.message_count <= keep:
         return []
-    now = _now(tx)
-    tx.conn.execute(_sql.truncate_conversation(user_id, conversation_id, keep, now))
-    stmt = _sql.delete_messages_after(conversation_id, keep)
-    rows = tx.conn.execute(stmt, {"stale": _stale(tx)}).all()
-    return sorted((_message(r) for r in rows), key=lambda m: m.position)
+    owned = {"cid": conversation_id, "uid": user_id, "now": _now(tx), "keep": keep}
+    _driver_execute(tx, _sql.TRUNCATE_CONVERSATION, owned)
+    tail = {"cid": conversation_id, "keep": keep, "stale": _stale(tx)}
+    query, rows = _driver_execute(tx, _sql.DELETE_MESSAGES_AFTER, tail)
+    return sorted(query.models(MessagePublic, rows), key=lambda m: m.position)
 
 
 @operation(Mode.READ, bounded=True)
@@ -923,13 +925,15 @@ def delete_message(tx: Tx, user_id: str, conversation_id: int, message_id: int) 
     stay gapless). Returns the deleted message."""
     cid, mid = _conversation_id(conversation_id), _message_id(message_id)
     conv = _require_conversation(tx, user_id, cid, lock=True)
-    rows = tx.conn.execute(_sql.delete_message(cid, mid), {"stale": _stale(tx)}).all()
+    params = {"cid": cid, "mid": mid, "stale": _stale(tx)}
+    query, rows = _driver_execute(tx, _sql.DELETE_MESSAGE, params)
     if not rows:
         raise NotFoundError("message", message_id)
-    removed = _message(rows[0])
-    for stmt in _sql.close_gap(cid, removed.position, conv.message_count):
-        tx.conn.execute(stmt)
-    tx.conn.execute(_sql.shrink_conversation(user_id, cid, _now(tx)))
+    removed: MessagePublic = query.models(MessagePublic, rows)[0]
+    gap = {"cid": cid, "position": removed.position, "count": conv.message_count}
+    for stmt in _sql.CLOSE_GAP:
+        _driver_execute(tx, stmt, gap)
+    _driver_execute(tx, _sql.SHRINK_CONVERSATION, {"cid": cid, "uid": user_id, "now": _now(tx)})
     return removed
 
 

@@ -851,6 +851,8 @@ class CompiledStatement:
     readers: tuple[Callable[[Any], Any], Callable[[Any], Any]] = (list, list)
     #: Generated from the binds (:func:`_binder`): a call's values to the driver's.
     binder: Callable[[dict[str, Any]], Any] = dict
+    #: Whether it returns rows (an INSERT, UPDATE or DELETE without RETURNING does not).
+    rows: bool = True
     #: Rows to instances of a model, generated per model on first use (:meth:`models`).
     model_readers: dict[type[Any], Callable[[Any], list[Any]]] = field(
         default_factory=dict, compare=False, repr=False
@@ -1039,7 +1041,13 @@ def compiled(
     if entry is not None and entry[0] is stmt:
         return entry[1]
     result = stmt.compile(dialect=dialect)
-    binds = {bp.key: bp.type._cached_bind_processor(dialect) for bp in result.binds.values()}
+    # Keyed by the name in the SQL: an anonymous bind (a literal in ``.values()``) has an
+    # internal key until compilation names it (``param_1``).
+    named = result.bind_names
+    binds = {
+        named.get(bp, bp.key): bp.type._cached_bind_processor(dialect)
+        for bp in result.binds.values()
+    }
     # A SELECT's columns, or the RETURNING columns of an INSERT / UPDATE / DELETE.
     columns = list(
         stmt.selected_columns
@@ -1052,12 +1060,12 @@ def compiled(
         for i, c in enumerate(columns)
         if (proc := c.type._cached_result_processor(dialect, None)) is not None
     )
-    literals = tuple(bp.key for bp in result.literal_execute_params)
+    literals = tuple(named.get(bp, bp.key) for bp in result.literal_execute_params)
     positional = (
         tuple(n for n in result.positiontup if n not in literals) if result.positiontup else None
     )
     defaults = {k: v for k, v in result.params.items() if v is not None}
-    names = positional if positional is not None else [n for n in result.binds if n not in literals]
+    names = positional if positional is not None else [n for n in binds if n not in literals]
     query = CompiledStatement(
         str(result),
         positional,
@@ -1068,6 +1076,7 @@ def compiled(
         literals,
         _readers(fields, converters) if fields else (_empty_records, list),
         _binder(names, positional is not None, defaults, binds),
+        rows=bool(fields) or not isinstance(stmt, Insert | Update | Delete),
     )
     cache[id(stmt)] = (stmt, query)
     return query
@@ -1092,24 +1101,6 @@ def select_messages_by_key(user_id: str, conversation_id: int, keys: Sequence[st
     )
 
 
-def truncate_conversation(user_id: str, conversation_id: int, keep: int, now: datetime) -> Update:
-    """Move the counter back to ``keep`` (only if it is beyond); returns the old count."""
-    return (
-        update(C)
-        .where(*owned(user_id, conversation_id, now), C.c.message_count > keep)
-        .values(message_count=keep, updated_at=now)
-    )
-
-
-def delete_messages_after(conversation_id: int, position: int) -> ReturningDelete[Any]:
-    """Remove the tail after ``position``, returning it (param: ``stale``)."""
-    return (
-        delete(M)
-        .where(M.c.conversation_id == conversation_id, M.c.position > position)
-        .returning(*MESSAGE_COLUMNS)
-    )
-
-
 _MID = bindparam("mid", type_=BigInteger())
 
 #: One message of a live conversation of its owner, by id (params: ``mid``, ``cid``,
@@ -1122,34 +1113,45 @@ MESSAGE_BY_ID: Select[Any] = select(*MESSAGE_COLUMNS).where(
 )
 
 
-def delete_message(conversation_id: int, message_id: int) -> ReturningDelete[Any]:
-    """Remove one message, returning it (param: ``stale``)."""
-    return (
-        delete(M)
-        .where(M.c.conversation_id == conversation_id, M.c.id == message_id)
-        .returning(*MESSAGE_COLUMNS)
-    )
+# The edits of a conversation's messages (pop, delete after, delete one): prebuilt, as the
+# appends are, and run in the write's transaction after the conversation's row is locked.
+_KEEP = bindparam("keep", type_=Integer())
+_POSITION = bindparam("position", type_=Integer())
+_COUNT = bindparam("count", type_=Integer())
 
+#: Move the counter back to ``keep`` where it is beyond, the activity now (params: ``cid``,
+#: ``uid``, ``now``, ``keep``).
+TRUNCATE_CONVERSATION: Update = (
+    update(C).where(*_OWNED, C.c.message_count > _KEEP).values(message_count=_KEEP, updated_at=NOW)
+)
 
-def close_gap(conversation_id: int, position: int, count: int) -> list[Update]:
-    """Move the messages after a deleted ``position`` down by one, keeping positions
-    gapless. Two steps, so that no row ever takes a position another still holds (a
-    unique constraint is checked row by row): past ``count`` (the highest position),
-    then back to ``position..count-1``."""
-    mine = M.c.conversation_id == conversation_id
-    return [
-        update(M).where(mine, M.c.position > position).values(position=M.c.position + count),
-        update(M).where(mine, M.c.position > count).values(position=M.c.position - count - 1),
-    ]
+#: Remove the tail after ``keep``, returning it (params: ``cid``, ``keep``, ``stale``).
+DELETE_MESSAGES_AFTER: ReturningDelete[Any] = (
+    delete(M).where(M.c.conversation_id == _CID, M.c.position > _KEEP).returning(*MESSAGE_COLUMNS)
+)
 
+#: Remove one message, returning it (params: ``cid``, ``mid``, ``stale``).
+DELETE_MESSAGE: ReturningDelete[Any] = (
+    delete(M).where(M.c.conversation_id == _CID, M.c.id == _MID).returning(*MESSAGE_COLUMNS)
+)
 
-def shrink_conversation(user_id: str, conversation_id: int, now: datetime) -> Update:
-    """One message fewer (a deleted item), its activity now."""
-    return (
-        update(C)
-        .where(*owned(user_id, conversation_id, now))
-        .values(message_count=C.c.message_count - 1, updated_at=now)
-    )
+#: Move the messages after a deleted ``position`` down by one, keeping positions gapless
+#: (params: ``cid``, ``position``, ``count``, the highest position). Two steps, so that no
+#: row ever takes a position another still holds (a unique constraint is checked row by
+#: row): past ``count``, then back to ``position..count-1``.
+CLOSE_GAP: tuple[Update, Update] = (
+    update(M)
+    .where(M.c.conversation_id == _CID, M.c.position > _POSITION)
+    .values(position=M.c.position + _COUNT),
+    update(M)
+    .where(M.c.conversation_id == _CID, M.c.position > _COUNT)
+    .values(position=M.c.position - _COUNT - 1),
+)
+
+#: One message fewer (a deleted one), its activity now (params: ``cid``, ``uid``, ``now``).
+SHRINK_CONVERSATION: Update = (
+    update(C).where(*_OWNED).values(message_count=C.c.message_count - 1, updated_at=NOW)
+)
 
 
 # ----------------------------------------------------------- export / import / stats (io.py)
