@@ -246,11 +246,6 @@ def live_sql(alias: str = "") -> str:
     return f"({p}expires_at IS NULL OR {p}expires_at > :now OR {p}hold)"
 
 
-def owned(user_id: str, conversation_id: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The WHERE clause that scopes a conversation to its owner, while it is live."""
-    return (C.c.id == conversation_id, C.c.user_id == user_id, live(now))
-
-
 #: A user's conversation by its external id, expired ones included: the external id stays
 #: taken (a unique index) until the purge deletes it (params: ``uid``, ``external_id``).
 CONVERSATION_BY_EXTERNAL_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(
@@ -273,7 +268,8 @@ _CID = bindparam("cid", type_=BigInteger())
 _LIMIT = bindparam("lim", type_=Integer(), literal_execute=True)
 _UID = bindparam("uid", type_=String())
 
-#: :func:`owned` with bound values (params: ``cid``, ``uid``, ``now``).
+#: The WHERE clause that scopes a conversation to its owner, while it is live (params:
+#: ``cid``, ``uid``, ``now``).
 _OWNED = (C.c.id == _CID, C.c.user_id == _UID, live())
 #: One live conversation of its owner (params: ``cid``, ``uid``, ``now``).
 CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(*_OWNED)
@@ -311,7 +307,7 @@ def conversations_params(
 
 #: The fields :func:`update_conversation` may set, in the order its callers name them.
 CONVERSATION_UPDATES = ("title", "metadata", "hold", "retention_seconds")
-#: What a new retention policy counts from: the last activity (``updated_at``).
+#: A new retention's seconds, bound (``NULL``: none) and cast, so PostgreSQL knows the type.
 _RETENTION = "CAST(:set_retention_seconds AS INTEGER)"
 
 
@@ -1042,7 +1038,7 @@ def compiled(
         return entry[1]
     result = stmt.compile(dialect=dialect)
     # Keyed by the name in the SQL: an anonymous bind (a literal in ``.values()``) has an
-    # internal key until compilation names it (``param_1``).
+    # internal key until compilation names it (``message_count_1``).
     named = result.bind_names
     binds = {
         named.get(bp, bp.key): bp.type._cached_bind_processor(dialect)
