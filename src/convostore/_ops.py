@@ -224,16 +224,11 @@ def _stale(tx: Tx) -> Any:
     return _sql.stale_before(tx.config.stream_lease_seconds, now=_now(tx))
 
 
-_CONV_FIELDS = tuple(c.key for c in _sql.CONVERSATION_COLUMNS)
 _MSG_FIELDS = tuple("key" if c.key == "client_key" else str(c.key) for c in _sql.MESSAGE_COLUMNS)
 
 
-def _conversation(row: Sequence[Any]) -> ConversationPublic:
-    # Rows come from our own tables: no re-validation, just a typed container.
-    return construct_trusted(ConversationPublic, dict(zip(_CONV_FIELDS, row, strict=True)))
-
-
 def _message(row: Sequence[Any]) -> MessagePublic:
+    # Rows come from our own tables: no re-validation, just a typed container.
     return construct_trusted(MessagePublic, dict(zip(_MSG_FIELDS, row, strict=True)))
 
 
@@ -344,7 +339,7 @@ def _require_conversation(
 ) -> ConversationPublic:
     # Locking serialises with concurrent appenders (SQLite's BEGIN IMMEDIATE already does).
     stmt = _sql.CONVERSATION_BY_ID_FOR_UPDATE if lock else _sql.CONVERSATION_BY_ID
-    rows = _read(tx, stmt, {"cid": conversation_id, "uid": user_id, "now": _now(tx)})
+    rows = _read(tx, stmt, _sql.owned_params(user_id, conversation_id, _now(tx)))
     if not rows:
         raise NotFoundError("conversation", conversation_id)
     return construct_trusted(ConversationPublic, rows[0])
@@ -589,7 +584,7 @@ def update_conversation(
 @operation(Mode.STATEMENT)
 def delete_conversation(tx: Tx, user_id: str, conversation_id: int) -> None:
     """Delete a conversation and (by cascade) its messages."""
-    params = {"cid": _conversation_id(conversation_id), "uid": user_id, "now": _now(tx)}
+    params = _sql.owned_params(user_id, _conversation_id(conversation_id), _now(tx))
     if not _driver_execute(tx, _sql.DELETE_CONVERSATION, params)[1]:
         raise NotFoundError("conversation", conversation_id)
 
@@ -900,7 +895,7 @@ def _truncate(tx: Tx, user_id: str, conversation_id: int, keep: int | None) -> l
     keep = conv.message_count - 1 if keep is None else keep
     if keep < 0 or conv.message_count <= keep:
         return []
-    owned = {"cid": conversation_id, "uid": user_id, "now": _now(tx), "keep": keep}
+    owned = {**_sql.owned_params(user_id, conversation_id, _now(tx)), "keep": keep}
     _driver_execute(tx, _sql.TRUNCATE_CONVERSATION, owned)
     tail = {"cid": conversation_id, "keep": keep, "stale": _stale(tx)}
     query, rows = _driver_execute(tx, _sql.DELETE_MESSAGES_AFTER, tail)
@@ -933,7 +928,7 @@ def delete_message(tx: Tx, user_id: str, conversation_id: int, message_id: int) 
     gap = {"cid": cid, "position": removed.position, "count": conv.message_count}
     for stmt in _sql.CLOSE_GAP:
         _driver_execute(tx, stmt, gap)
-    _driver_execute(tx, _sql.SHRINK_CONVERSATION, {"cid": cid, "uid": user_id, "now": _now(tx)})
+    _driver_execute(tx, _sql.SHRINK_CONVERSATION, _sql.owned_params(user_id, cid, _now(tx)))
     return removed
 
 

@@ -271,6 +271,13 @@ _UID = bindparam("uid", type_=String())
 #: The WHERE clause that scopes a conversation to its owner, while it is live (params:
 #: ``cid``, ``uid``, ``now``).
 _OWNED = (C.c.id == _CID, C.c.user_id == _UID, live())
+
+
+def owned_params(user_id: str, conversation_id: int, now: datetime) -> dict[str, Any]:
+    """The parameters of :data:`_OWNED` (and so of every statement built on it)."""
+    return {"cid": conversation_id, "uid": user_id, "now": now}
+
+
 #: One live conversation of its owner (params: ``cid``, ``uid``, ``now``).
 CONVERSATION_BY_ID: Select[Any] = select(*CONVERSATION_COLUMNS).where(*_OWNED)
 
@@ -333,12 +340,8 @@ def update_conversation_params(
     user_id: str, conversation_id: int, values: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
     """The parameters of :func:`update_conversation` ``(tuple(values), pg)``."""
-    return {
-        "cid": conversation_id,
-        "uid": user_id,
-        "now": now,
-        **{f"set_{f}": v for f, v in values.items()},
-    }
+    sets = {f"set_{f}": v for f, v in values.items()}
+    return {**owned_params(user_id, conversation_id, now), **sets}
 
 
 #: Delete one live conversation of its owner (its messages by cascade), returning its id

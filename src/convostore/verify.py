@@ -285,9 +285,7 @@ def _behaviour(conn: Connection) -> list[Check]:
         _cascades(
             conn,
             "delete conversation cascades to messages",
-            lambda: conn.execute(
-                _sql.DELETE_CONVERSATION, {"cid": conv_id, "uid": probe, "now": now}
-            ),
+            lambda: conn.execute(_sql.DELETE_CONVERSATION, _sql.owned_params(probe, conv_id, now)),
             lambda: count(_sql.M, _sql.M.c.conversation_id == conv_id),
         )
     )
